@@ -1,0 +1,6 @@
+/* Placeholder main, replaced by the CLI. */
+#include "base/base.h"
+int main(void)
+{
+    return 0;
+}

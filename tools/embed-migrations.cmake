@@ -1,0 +1,17 @@
+# Turns schema/NNN_name.sql files into a C array of {version, name, sql} compiled into the engine.
+# Invoked by CMakeLists.txt with -DOUT=<file.c> -DFILES=<sorted list of .sql files>.
+set(body "/* Generated from the schema folder by tools/embed-migrations.cmake. Do not edit. */\n")
+string(APPEND body "#include \"store/migrations.h\"\n\nconst struct cf__migration cf__migrations[] = {\n")
+foreach(f ${FILES})
+  get_filename_component(name ${f} NAME_WE)
+  string(REGEX MATCH "^[0-9]+" num ${name})
+  math(EXPR num "${num} + 0")
+  file(READ ${f} sql)
+  string(REPLACE "\\" "\\\\" sql "${sql}")
+  string(REPLACE "\"" "\\\"" sql "${sql}")
+  string(REPLACE "\n" "\\n\"\n    \"" sql "${sql}")
+  string(APPEND body "    {${num}, \"${name}\",\n    \"${sql}\"},\n")
+endforeach()
+string(APPEND body "    {0, 0, 0},\n};\n")
+file(WRITE ${OUT}.tmp "${body}")
+file(COPY_FILE ${OUT}.tmp ${OUT} ONLY_IF_DIFFERENT)
