@@ -45,7 +45,9 @@ CREATE TABLE execution (
     activity_id TEXT,
     state       TEXT NOT NULL CHECK (state IN ('READY', 'WAITING', 'JOINING', 'SCOPE', 'INCIDENT')),
     act_inst_id INTEGER,
-    seq         INTEGER NOT NULL DEFAULT 0
+    seq         INTEGER NOT NULL DEFAULT 0,
+    -- for an execution stopped by an incident: the step to redo when the incident is retried
+    resume      TEXT CHECK (resume IN ('execute', 'leave', 'take'))
 );
 CREATE INDEX execution_instance ON execution(instance_id);
 
@@ -84,7 +86,7 @@ CREATE INDEX job_instance ON job(instance_id);
 
 CREATE TABLE incident (
     id           INTEGER PRIMARY KEY,
-    type         TEXT NOT NULL CHECK (type IN ('failedJob', 'unhandledBpmnError', 'noMatchingFlow', 'expression')),
+    type         TEXT NOT NULL CHECK (type IN ('failedJob', 'unhandledBpmnError', 'noMatchingFlow', 'expression', 'runawayLoop')),
     instance_id  INTEGER NOT NULL REFERENCES process_instance(id),
     execution_id INTEGER,
     activity_id  TEXT NOT NULL,

@@ -1,0 +1,110 @@
+/*
+ * The process engine as a library on a caller's libuv loop: deploy BPMN, start instances, run
+ * service-task calls through plug-ins, and keep every step in the store. The loop thread owns the
+ * engine; no function here may be called from another thread.
+ *
+ * How work flows (shared/DESIGN.md §3): token movement happens inside write transactions; every
+ * wait the engine must resume is a job row written in the same transaction; plug-in calls run only
+ * after that commit; their outcomes are applied in later transactions, and all outcomes that
+ * arrive in the same loop turn commit together (group commit).
+ *
+ * Lifetime: cf_engine_open() starts uv handles on the loop; cf_engine_close() stops them, gives up
+ * on calls still running, and frees the engine once its handles are closed, so the caller must
+ * run the loop after closing (uv_run until it returns) before uv_loop_close().
+ */
+#ifndef CF_RUN_ENGINE_H
+#define CF_RUN_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "base/value.h"
+#include "bpmn/model.h"
+#include "plugin/registry.h"
+#include "store/store.h"
+
+struct cf_engine;
+
+struct cf_engine_options {
+    const char *db_path;      /* required */
+    const char *plugin_dir;   /* NULL: no plug-ins from disk */
+    const char *node_id;      /* lock owner; NULL: "<hostname>:<pid>" */
+    int max_concurrent_jobs;  /* 0: 32 */
+    uint64_t lock_ms;         /* 0: 5 minutes */
+    uint64_t call_timeout_ms; /* 0: 5 minutes; a plug-in call running longer fails (retryable) */
+    bool uncaught_error_ends; /* Camunda 7's "end silently" for uncaught BPMN errors; default:
+                                 an incident (Zeebe) */
+    bool synchronous_normal;  /* benchmarks only */
+};
+
+struct cf_engine_observer {
+    /* An instance ended: state is "COMPLETED" or "TERMINATED" or "CANCELED". */
+    void (*instance_ended)(void *arg, int64_t instance_id, const char *state);
+    /* An incident was created. */
+    void (*incident)(void *arg, int64_t instance_id, const char *activity_id, const char *type,
+                     const char *message);
+    /* Nothing is runnable now: no outcome to apply, no job due, no call running. */
+    void (*idle)(void *arg);
+    void *arg;
+};
+
+int cf_engine_open(uv_loop_t *loop, const struct cf_engine_options *opt, struct cf_engine **out,
+                   char *err, size_t errlen);
+void cf_engine_close(struct cf_engine *e);
+void cf_engine_set_observer(struct cf_engine *e, const struct cf_engine_observer *obs);
+struct cf_store *cf_engine_store(struct cf_engine *e);
+struct cf_registry *cf_engine_registry(struct cf_engine *e);
+/* Registers a module linked into the program (tests, bench). */
+int cf_engine_add_module(struct cf_engine *e, const struct cf_module *m, const char *origin,
+                         char *err, size_t errlen);
+
+/* Validation of a BPMN file against the loaded plug-ins (and, when `store` is given, the admin
+ * configuration in it): delegate names, mandatory parameters, valid values, unknown fields.
+ * Problems go to `diags` (with line and element id); warnings (deprecated aliases) to `warnings`
+ * when not NULL. Returns 0 or CF_EPARSE/CF_EINVALID. */
+int cf_engine_check_models(struct cf_registry *reg, struct cf_store *store, const char *tenant,
+                           struct cf_model **models, size_t n, struct cf_diags *diags,
+                           struct cf_diags *warnings);
+
+struct cf_deployed {
+    char *key;
+    int64_t definition_id;
+    int version;
+    bool is_new; /* false when identical content was already deployed */
+};
+struct cf_deploy_result {
+    int64_t deployment_id; /* 0 when nothing new was deployed */
+    struct cf_deployed *defs;
+    size_t n_defs;
+    struct cf_diags diags;    /* problems, when the call fails */
+    struct cf_diags warnings; /* e.g. deprecated task aliases */
+};
+void cf_deploy_result_free(struct cf_deploy_result *r);
+/* Validates and deploys the processes of one BPMN resource. Identical content for a key gives no
+ * new version. On error nothing is stored and `res->diags` says why. */
+int cf_engine_deploy(struct cf_engine *e, const char *resource_name, const uint8_t *xml, size_t len,
+                     const char *tenant_id, struct cf_deploy_result *res);
+
+/* A named variable for starting instances. */
+struct cf_named_val {
+    const char *name;
+    struct cf_val val;
+};
+/* Starts an instance of definition `definition_id` in its own transaction; returns its id. */
+int cf_engine_start(struct cf_engine *e, int64_t definition_id, const char *business_key,
+                    const struct cf_named_val *vars, size_t n_vars, int64_t *instance_id, char *err,
+                    size_t errlen);
+/* Retries an incident: a failed job gets `retries` more attempts (at least 1); any other incident
+ * re-executes the activity where it stopped. */
+int cf_engine_retry_incident(struct cf_engine *e, int64_t incident_id, int retries, char *err,
+                             size_t errlen);
+/* Applies pending outcomes now (normally done once per loop turn). */
+void cf_engine_flush(struct cf_engine *e);
+bool cf_engine_is_idle(const struct cf_engine *e);
+/* Earliest due time of a job waiting for the clock, or 0 when none. */
+uint64_t cf_engine_next_due(struct cf_engine *e);
+
+#endif
