@@ -20,8 +20,7 @@
 #define MS_PER_HOUR 3600000LL
 #define MS_PER_DAY 86400000LL
 
-/* Day numbers (days since 1970-01-01) of 0000-01-01 and 9999-12-31. */
-#define MIN_DAY (-719528LL)
+/* Day number (days since 1970-01-01) of 9999-12-31. */
 #define MAX_DAY 2932896LL
 #define MAX_YEAR 9999
 
@@ -556,7 +555,7 @@ static bool has_negative(const struct cf_iso_duration *d)
 
 static int too_far(const struct cf_iso_duration *d, int64_t from_ms, char *err, size_t errlen)
 {
-    char dt[40], ft[40];
+    char dt[160], ft[40];
     format_duration(d, dt, sizeof(dt));
     format_time(from_ms, ft, sizeof(ft));
     cf_errf(err, errlen, "%s + %s lies beyond 9999-12-31T23:59:59.999Z", ft, dt);

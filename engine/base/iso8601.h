@@ -5,15 +5,17 @@
  * intervals, and strptime()/timegm() cannot validate dates strictly or ignore the process time
  * zone.
  *
- * Time is int64_t milliseconds since 1970-01-01T00:00:00Z, UTC, proleptic Gregorian calendar, and
- * every time these functions accept or produce lies in 0000-01-01T00:00:00.000Z ..
- * 9999-12-31T23:59:59.999Z (CF_ISO_MIN_MS .. CF_ISO_MAX_MS); a result outside is CF_ELIMIT.
+ * Time is int64_t milliseconds since 1970-01-01T00:00:00Z, UTC, proleptic Gregorian calendar;
+ * signed, unlike the uint64_t of cf_now_ms(), because a timeDate may lie before 1970. Every time
+ * these functions accept or produce lies in 0000-01-01T00:00:00.000Z .. 9999-12-31T23:59:59.999Z
+ * (CF_ISO_MIN_MS .. CF_ISO_MAX_MS); a result outside is CF_ELIMIT.
  * Cron expressions, which Camunda also accepts in timeCycle, are the caller's business.
  *
  * Ownership: nothing here allocates. Results go into caller-owned structs, which hold no pointers
  * and may be copied freely. Input strings are only read during the call.
  * Errors: 0 on success; CF_EPARSE for malformed or out-of-range text, CF_ELIMIT for results outside
- * the supported range or too many list entries, CF_ENOENT for a cycle that has ended. A message
+ * the supported range or too many list entries, CF_ENOENT for a cycle that has ended, CF_EINVAL
+ * for a NULL string or a hand-built struct that no parser would produce. A message
  * such as "invalid duration 'PT5X' at position 4: expected a designator H, M or S, found 'X'" goes
  * into `err` (NULL or zero length allowed); positions count characters of the input as given,
  * from 1. Leading and trailing white space is ignored, because BPMN text content carries
@@ -37,7 +39,8 @@
  *   2026-11-23T16:13:00.5Z           1 to 9 fractional digits, truncated to milliseconds
  *   2026-11-23T16:13:00+02:00        also +0200, +02, -05:00; -00:00 is UTC
  *   2026-11-23T16:13:00              no zone: read as UTC, never as the host's local time, so that
- *                                    a timer means the same on every node
+ *                                    a timer means the same on every node (Camunda would use the
+ *                                    JVM's default zone here)
  * Fields are range-checked: month 01-12, day within the month (leap years included), hour 00-23
  * (24:00 is refused), minute and second 00-59 (leap second 60 is refused), offset at most 18:00.
  * Basic format (20261123T161300Z), week and ordinal dates, ',' as decimal sign and a space instead

@@ -96,8 +96,9 @@ static bool failed(const struct load *ld)
  * enough for at most MAX_DIAGS entries. */
 static void sort_diags(struct load *ld)
 {
-    struct cf_diag *items = ld->diags->items + ld->base;
     size_t n = ld->diags->count - ld->base;
+    /* items is NULL while nothing was reported; offsetting it would be undefined. */
+    struct cf_diag *items = n ? ld->diags->items + ld->base : NULL;
     for (size_t i = 1; i < n; i++) {
         struct cf_diag d = items[i];
         size_t j = i;
@@ -114,8 +115,7 @@ static void sort_diags(struct load *ld)
 
 /* ---- libxml2 set-up ---- */
 
-static xmlParserInputPtr deny_entity_loader(const char *url, const char *id,
-                                            xmlParserCtxtPtr ctxt)
+static xmlParserInputPtr deny_entity_loader(const char *url, const char *id, xmlParserCtxtPtr ctxt)
 {
     /* BPMN files never need an external resource; anything that asks for one (an external DTD,
      * an external entity, XInclude) is hostile or broken. */
@@ -200,8 +200,7 @@ static void on_start_element(void *ctx, const xmlChar *localname, const xmlChar 
         if (value && end && end - value > CF_BPMN_MAX_ATTR_LEN) {
             report(ld, parser_line(ctxt), NULL,
                    "attribute %s of <%s> is longer than the limit of %d bytes",
-                   (const char *)attributes[i * 5], (const char *)localname,
-                   CF_BPMN_MAX_ATTR_LEN);
+                   (const char *)attributes[i * 5], (const char *)localname, CF_BPMN_MAX_ATTR_LEN);
             stop(ctxt, ld);
             return;
         }
@@ -239,6 +238,15 @@ static void on_xml_error(void *user, xmlErrorPtr err)
     size_t n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' ' || msg[n - 1] == '\r'))
         msg[--n] = '\0';
+    /* Encoding errors come once per conversion attempt; one copy is enough. */
+    const struct cf_diags *d = ld->diags;
+    if (d->count > ld->base) {
+        const struct cf_diag *last = &d->items[d->count - 1];
+        if (last->line == (err->line > 0 ? err->line : 0) &&
+            strncmp(last->message, "malformed XML: ", 15) == 0 &&
+            strcmp(last->message + 15, msg) == 0)
+            return;
+    }
     report(ld, err->line, NULL, "malformed XML: %s", msg);
 }
 
@@ -249,10 +257,8 @@ static const char *compression_name(const uint8_t *p, size_t len)
         const char *magic;
         size_t len;
     } magics[] = {
-        {"gzip", "\x1f\x8b", 2},
-        {"xz", "\xfd\x37\x7a\x58\x5a\x00", 6},
-        {"bzip2", "BZh", 3},
-        {"zstd", "\x28\xb5\x2f\xfd", 4},
+        {"gzip", "\x1f\x8b", 2},  {"xz", "\xfd\x37\x7a\x58\x5a\x00", 6},
+        {"bzip2", "BZh", 3},      {"zstd", "\x28\xb5\x2f\xfd", 4},
         {"zip", "PK\x03\x04", 4},
     };
     for (size_t i = 0; i < CF_ARRAY_LEN(magics); i++) {
@@ -299,12 +305,20 @@ static xmlDocPtr parse_xml(struct load *ld, const uint8_t *bytes, size_t len)
     ctxt->sax->endElementNs = on_end_element;
     ctxt->sax->serror = on_xml_error;
 
-    /* XML_PARSE_BIG_LINES only keeps line numbers right beyond line 65535. */
+    /* XML_PARSE_BIG_LINES changes nothing but line numbering: it keeps lines past 65535 right. */
     int options = XML_PARSE_NONET | XML_PARSE_BIG_LINES;
 #if LIBXML_VERSION >= 21300
     options |= XML_PARSE_NO_XXE;
 #endif
+    /* libxml2 raises a few errors (character encoding conversion, I/O) without the parser
+     * context, so the handler above never sees them and libxml2 would print them on stderr.
+     * Its fallback structured handler is per thread; it is set only around this parse, which
+     * runs on this thread from start to end, and then restored. */
+    xmlStructuredErrorFunc prev_handler = xmlStructuredError;
+    void *prev_handler_ctx = xmlStructuredErrorContext;
+    xmlSetStructuredErrorFunc(ctxt, on_xml_error);
     xmlDocPtr doc = xmlCtxtReadMemory(ctxt, (const char *)bytes, (int)len, NULL, NULL, options);
+    xmlSetStructuredErrorFunc(prev_handler_ctx, prev_handler);
     if (doc && !failed(ld) && xmlGetIntSubset(doc) != NULL) {
         report(ld, 0, NULL, "DOCTYPE is not allowed");
     }
@@ -404,15 +418,6 @@ static const char *text_of(struct cf__arena *a, const xmlNode *n, bool trim)
     return out;
 }
 
-static bool has_element_children(const xmlNode *n)
-{
-    for (const xmlNode *c = n->children; c; c = c->next) {
-        if (c->type == XML_ELEMENT_NODE)
-            return true;
-    }
-    return false;
-}
-
 /* ---- building one process ---- */
 
 /* What the loader needs to remember about an element until the graph is complete. */
@@ -441,6 +446,8 @@ struct build {
     struct pflow *flows;
     size_t n_flows, cap_flows;
     struct cf__strmap flow_ids; /* id -> struct cf_flow */
+    /* Ids of elements refused by name: references to them are not reported again. */
+    struct cf__strmap refused_ids;
 };
 
 static void *grow(struct cf__arena *a, void *items, size_t n, size_t *cap, size_t size)
@@ -465,8 +472,7 @@ static void claim_id(struct load *ld, const char *id, xmlNode *n)
 {
     xmlNode *first = cf__strmap_put(&ld->ids, id, n);
     if (first)
-        report(ld, line_of(n), id, "duplicate id '%s' (first used on line %d)", id,
-               line_of(first));
+        report(ld, line_of(n), id, "duplicate id '%s' (first used on line %d)", id, line_of(first));
 }
 
 static struct cf_expr *compile(struct build *b, const char *text, int line, const char *id,
@@ -533,14 +539,16 @@ static void parse_mapping(struct build *b, struct cf_elem *e, const xmlNode *n, 
 
     if (strcmp(kind, "field") == 0) {
         /* A field holds exactly one of stringValue, expression, <camunda:string> or
-         * <camunda:expression>. A string value is compiled as a template too: text without
-         * ${...} is a literal, which is what Camunda's FixedValue gives. */
+         * <camunda:expression>. Every value becomes a template; text without ${...} is a
+         * literal, which is what Camunda's FixedValue gives for string values. */
         const char *text = NULL;
+        bool literal = false;
         int sources = 0;
         const char *sv = attr(b->a, n, A_PLAIN, "stringValue");
         const char *ev = attr(b->a, n, A_PLAIN, "expression");
         if (sv) {
             text = sv;
+            literal = true;
             sources++;
         }
         if (ev) {
@@ -552,6 +560,7 @@ static void parse_mapping(struct build *b, struct cf_elem *e, const xmlNode *n, 
                 continue;
             if (named(c, "string")) {
                 text = text_of(b->a, c, false);
+                literal = true;
                 sources++;
             } else if (named(c, "expression")) {
                 text = text_of(b->a, c, true);
@@ -567,6 +576,16 @@ static void parse_mapping(struct build *b, struct cf_elem *e, const xmlNode *n, 
         }
         if (sources > 1) {
             report(b->ld, mp.line, e->id, "camunda:field '%s' has more than one value", name);
+            return;
+        }
+        /* Camunda passes ${...} in a string value through untouched, while a template would
+         * evaluate it; rather than silently differ, ask for the explicit form. */
+        if (literal && (strstr(text, "${") || strstr(text, "#{"))) {
+            report(b->ld, mp.line, e->id,
+                   "camunda:field '%s' has a string value containing ${...} or #{...}; write it "
+                   "as an expression (expression=\"...\" or camunda:expression) if it is meant "
+                   "to be evaluated",
+                   name);
             return;
         }
         mp.value = compile(b, text, mp.line, e->id, what);
@@ -970,13 +989,31 @@ static const struct {
 };
 
 /* Children of a process or subprocess that carry no execution semantics in certflow. */
-static const char *const ignored_tags[] = {
-    "documentation", "extensionElements", "laneSet", "textAnnotation", "association", "group",
-    "dataObject", "dataObjectReference", "dataStoreReference", "ioSpecification", "property",
-    "auditing", "monitoring", "incoming", "outgoing", "dataInputAssociation",
-    "dataOutputAssociation", "multiInstanceLoopCharacteristics", "standardLoopCharacteristics",
-    "ioBinding", "correlationSubscription", "resourceRole", "performer", "humanPerformer",
-    "potentialOwner"};
+static const char *const ignored_tags[] = {"documentation",
+                                           "extensionElements",
+                                           "laneSet",
+                                           "textAnnotation",
+                                           "association",
+                                           "group",
+                                           "dataObject",
+                                           "dataObjectReference",
+                                           "dataStoreReference",
+                                           "ioSpecification",
+                                           "property",
+                                           "auditing",
+                                           "monitoring",
+                                           "incoming",
+                                           "outgoing",
+                                           "dataInputAssociation",
+                                           "dataOutputAssociation",
+                                           "multiInstanceLoopCharacteristics",
+                                           "standardLoopCharacteristics",
+                                           "ioBinding",
+                                           "correlationSubscription",
+                                           "resourceRole",
+                                           "performer",
+                                           "humanPerformer",
+                                           "potentialOwner"};
 
 static void parse_scope(struct build *b, const xmlNode *scope_node, struct cf_elem *parent);
 
@@ -1136,8 +1173,7 @@ static void parse_node(struct build *b, xmlNode *n, enum cf_elem_type t, struct 
             report(b->ld, e->line, e->id, "a parallel gateway has no default flow");
         break;
     default:
-        if (cf_elem_is_activity(e) || t == CF_EL_EXCLUSIVE_GATEWAY ||
-            t == CF_EL_INCLUSIVE_GATEWAY)
+        if (cf_elem_is_activity(e) || t == CF_EL_EXCLUSIVE_GATEWAY || t == CF_EL_INCLUSIVE_GATEWAY)
             pend_of(b, e)->default_ref = attr(b->tmp, n, A_PLAIN, "default");
         break;
     }
@@ -1282,15 +1318,18 @@ static void parse_scope(struct build *b, const xmlNode *scope_node, struct cf_el
         for (size_t i = 0; i < CF_ARRAY_LEN(refused_tags) && !done; i++) {
             if (strcmp(refused_tags[i].tag, name) == 0) {
                 const char *id = attr(b->tmp, c, A_PLAIN, "id");
-                report(b->ld, line_of(c), id, "%s is not supported: %s", name,
-                       refused_tags[i].why);
+                report(b->ld, line_of(c), id, "%s is not supported: %s", name, refused_tags[i].why);
+                if (id)
+                    cf__strmap_put(&b->refused_ids, id, c);
                 done = true;
             }
         }
         if (done || in_list(ignored_tags, CF_ARRAY_LEN(ignored_tags), name))
             continue;
-        report(b->ld, line_of(c), attr(b->tmp, c, A_PLAIN, "id"),
-               "%s is not a BPMN element certflow supports", name);
+        const char *id = attr(b->tmp, c, A_PLAIN, "id");
+        report(b->ld, line_of(c), id, "%s is not a BPMN element certflow supports", name);
+        if (id)
+            cf__strmap_put(&b->refused_ids, id, c);
     }
 }
 
@@ -1306,12 +1345,14 @@ static void resolve_flows(struct build *b)
         struct cf_elem *src = NULL, *tgt = NULL;
         if (!pf->source_ref || !*pf->source_ref)
             report(ld, f->line, f->id, "a sequence flow needs a sourceRef");
-        else if (!(src = cf__strmap_get(index, pf->source_ref)))
+        else if (!(src = cf__strmap_get(index, pf->source_ref)) &&
+                 !cf__strmap_get(&b->refused_ids, pf->source_ref))
             report(ld, f->line, f->id, "sourceRef '%s' names no flow node of this process",
                    pf->source_ref);
         if (!pf->target_ref || !*pf->target_ref)
             report(ld, f->line, f->id, "a sequence flow needs a targetRef");
-        else if (!(tgt = cf__strmap_get(index, pf->target_ref)))
+        else if (!(tgt = cf__strmap_get(index, pf->target_ref)) &&
+                 !cf__strmap_get(&b->refused_ids, pf->target_ref))
             report(ld, f->line, f->id, "targetRef '%s' names no flow node of this process",
                    pf->target_ref);
         if (!src || !tgt)
@@ -1339,13 +1380,15 @@ static void resolve_boundaries(struct build *b)
         struct cf_elem *act = ref ? cf__strmap_get(index, ref) : NULL;
         if (!ref || !*ref)
             report(ld, e->line, e->id, "a boundary event needs an attachedToRef");
+        else if (!act && cf__strmap_get(&b->refused_ids, ref))
+            continue;
         else if (!act)
-            report(ld, e->line, e->id, "attachedToRef '%s' names no element of this process",
-                   ref);
+            report(ld, e->line, e->id, "attachedToRef '%s' names no element of this process", ref);
         else if (!cf_elem_is_activity(act))
             report(ld, e->line, e->id,
-                   "attachedToRef '%s' names a %s; boundary events attach to activities", ref,
-                   act->tag);
+                   "attachedToRef '%s' is not an activity (it is <%s>); boundary events attach "
+                   "to activities",
+                   ref, act->tag);
         else if (act->triggered_by_event)
             report(ld, e->line, e->id,
                    "attachedToRef '%s' names an event subprocess, which takes no boundary events",
@@ -1543,7 +1586,8 @@ static void finish_model(struct build *b)
 {
     struct cf_model *m = b->m;
     m->elements = cf__arena_calloc(b->a, b->n_elems, sizeof(*m->elements));
-    memcpy(m->elements, b->elems, b->n_elems * sizeof(*m->elements));
+    if (b->n_elems)
+        memcpy(m->elements, b->elems, b->n_elems * sizeof(*m->elements));
     m->n_elements = b->n_elems;
     size_t n_valid = 0;
     for (size_t i = 0; i < b->n_flows; i++)
@@ -1556,15 +1600,13 @@ static void finish_model(struct build *b)
     size_t n_starts = 0;
     for (size_t i = 0; i < m->n_children; i++) {
         struct cf_elem *c = m->children[i];
-        if (c->type == CF_EL_START_EVENT &&
-            (c->event == CF_EV_MESSAGE || c->event == CF_EV_TIMER))
+        if (c->type == CF_EL_START_EVENT && (c->event == CF_EV_MESSAGE || c->event == CF_EV_TIMER))
             n_starts++;
     }
     m->start_events = cf__arena_calloc(b->a, n_starts, sizeof(*m->start_events));
     for (size_t i = 0; i < m->n_children; i++) {
         struct cf_elem *c = m->children[i];
-        if (c->type == CF_EL_START_EVENT &&
-            (c->event == CF_EV_MESSAGE || c->event == CF_EV_TIMER))
+        if (c->type == CF_EL_START_EVENT && (c->event == CF_EV_MESSAGE || c->event == CF_EV_TIMER))
             m->start_events[m->n_start_events++] = c;
     }
 }
@@ -1577,6 +1619,7 @@ static struct cf_model *build_process(struct load *ld, xmlNode *proc)
     b.a = cf__arena_new();
     b.tmp = cf__arena_new();
     cf__strmap_init(&b.flow_ids);
+    cf__strmap_init(&b.refused_ids);
     b.m = cf__arena_alloc(b.a, sizeof(*b.m));
     b.m->arena = b.a;
     b.m->executable = true;
@@ -1613,6 +1656,7 @@ static struct cf_model *build_process(struct load *ld, xmlNode *proc)
     finish_model(&b);
 
     cf__strmap_free(&b.flow_ids);
+    cf__strmap_free(&b.refused_ids);
     cf__arena_free(b.tmp);
     return b.m;
 }

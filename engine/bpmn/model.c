@@ -240,8 +240,7 @@ void *cf__arena_alloc(struct cf__arena *a, size_t n)
 void *cf__arena_calloc(struct cf__arena *a, size_t count, size_t size)
 {
     if (size && count > SIZE_MAX / size) {
-        cf_log(CF_LOG_ERROR, "arena allocation of %zu x %zu bytes overflows; exiting", count,
-               size);
+        cf_log(CF_LOG_ERROR, "arena allocation of %zu x %zu bytes overflows; exiting", count, size);
         abort();
     }
     return cf__arena_alloc(a, count * size);

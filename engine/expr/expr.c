@@ -143,12 +143,28 @@ struct cf_expr {
  * Errors
  */
 
+/* Messages quote the template, but only its start: a 64 KiB template would otherwise push the
+ * reason for the error out of any reasonable error buffer. The column still points past it. */
+#define TEXT_QUOTE_MAX 100
+
+static int text_quote_len(const char *text)
+{
+    size_t len = strnlen(text, TEXT_QUOTE_MAX + 1);
+    return (int)(len > TEXT_QUOTE_MAX ? TEXT_QUOTE_MAX : len);
+}
+
+static const char *text_ellipsis(const char *text)
+{
+    return strnlen(text, TEXT_QUOTE_MAX + 1) > TEXT_QUOTE_MAX ? "..." : "";
+}
+
 static void verror(char *err, size_t errlen, const char *text, size_t off, const char *fmt,
                    va_list ap)
 {
     char msg[256];
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    cf_errf(err, errlen, "expression error at column %zu of '%s': %s", off + 1, text, msg);
+    cf_errf(err, errlen, "expression error at column %zu of '%.*s%s': %s", off + 1,
+            text_quote_len(text), text, text_ellipsis(text), msg);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -1138,7 +1154,7 @@ static int arith(const struct ev *c, enum op op, size_t off, struct cf_val *a, s
     if (rc)
         return rc;
     /* JUEL divides as doubles even when both operands are integers: 1 / 2 is 0.5. */
-    if (a->type == CF_VALUE_LONG && b->type == CF_VALUE_LONG && op != OP_DIV) {
+    if (a->type == CF_VALUE_LONG && b->type == CF_VALUE_LONG) {
         int64_t x = a->u.l, y = b->u.l, r = 0;
         bool overflow = false;
         switch (op) {
@@ -1320,9 +1336,10 @@ static int eval_ident(const struct ev *c, const struct node *n, struct cf_val *o
     const struct cf_val *v = NULL;
     int rc = c->lookup ? c->lookup(c->ctx, n->name, &v) : CF_ENOENT;
     if (rc == CF_ENOENT) {
-        cf_errf(c->err, c->errlen,
-                "Unknown property used in expression: %s. Cause: Cannot resolve identifier '%s'",
-                c->e->text, n->name);
+        cf_errf(
+            c->err, c->errlen,
+            "Unknown property used in expression: %.*s%s. Cause: Cannot resolve identifier '%.*s'",
+            text_quote_len(c->e->text), c->e->text, text_ellipsis(c->e->text), QUOTE_MAX, n->name);
         return CF_ENOENT;
     }
     if (rc != 0)
@@ -1610,14 +1627,14 @@ int cf_expr_eval_bool(const struct cf_expr *e, cf_expr_lookup_fn lookup, void *c
     if (v.type == CF_VALUE_BOOLEAN) {
         b = v.u.b;
     } else if (v.type != CF_VALUE_STRING || !string_to_bool(v.u.s, &b)) {
+        char what[QUOTE_MAX + 32];
         if (v.type == CF_VALUE_STRING)
-            cf_errf(err, errlen,
-                    "expression error in '%s': condition must be a boolean, not the "
-                    "String '%.*s%s'",
-                    e->text, QUOTE_MAX, v.u.s, strlen(v.u.s) > QUOTE_MAX ? "..." : "");
+            snprintf(what, sizeof(what), "the String '%.*s%s'", QUOTE_MAX, v.u.s,
+                     strlen(v.u.s) > QUOTE_MAX ? "..." : "");
         else
-            cf_errf(err, errlen, "expression error in '%s': condition must be a boolean, not %s",
-                    e->text, describe(&v));
+            snprintf(what, sizeof(what), "%s", describe(&v));
+        cf_errf(err, errlen, "expression error in '%.*s%s': condition must be a boolean, not %s",
+                text_quote_len(e->text), e->text, text_ellipsis(e->text), what);
         cf_val_free(&v);
         return CF_ETYPE;
     }

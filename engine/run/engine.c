@@ -1209,11 +1209,12 @@ static void schedule_due(struct cf_engine *e)
     if (calls && wait > CALL_CHECK_MS)
         wait = CALL_CHECK_MS;
     uv_timer_start(&e->due_timer, due_timer_cb, wait, 0);
-    /* Timers alone must not keep a loop alive whose owner waits only for running work. */
-    if (!calls)
-        uv_unref((uv_handle_t *)&e->due_timer);
-    else
+    /* Waiting for the future alone must not keep alive a loop whose owner waits only for work
+     * that is runnable now; a job due now, or a call running, is such work. */
+    if (calls || (e->next_due && e->next_due <= now))
         uv_ref((uv_handle_t *)&e->due_timer);
+    else
+        uv_unref((uv_handle_t *)&e->due_timer);
 }
 
 static void expire_calls(struct cf_engine *e)
@@ -1448,7 +1449,17 @@ struct cf_registry *cf_engine_registry(struct cf_engine *e)
 
 bool cf_engine_is_idle(const struct cf_engine *e)
 {
-    return !e->items_head && !e->ready_head && e->running == 0;
+    return !e->items_head && !e->ready_head && e->running == 0 &&
+           !(e->next_due && e->next_due <= cf_now_ms());
+}
+
+void cf_engine_stats(const struct cf_engine *e, struct cf_engine_stats *out)
+{
+    out->items = e->n_items;
+    out->ready = e->n_ready;
+    out->running = e->running;
+    out->next_due = e->next_due;
+    out->commits = cf_store_commits(e->store);
 }
 
 uint64_t cf_engine_next_due(struct cf_engine *e)

@@ -104,6 +104,16 @@ int cf_engine_retry_incident(struct cf_engine *e, int64_t incident_id, int retri
 /* Applies pending outcomes now (normally done once per loop turn). */
 void cf_engine_flush(struct cf_engine *e);
 bool cf_engine_is_idle(const struct cf_engine *e);
+
+/* Counters for tests, the bench and metrics. */
+struct cf_engine_stats {
+    size_t items;      /* outcomes and jobs waiting for the next batch */
+    size_t ready;      /* jobs committed and waiting for a free slot */
+    int running;       /* jobs running (calls in plug-ins included) */
+    uint64_t next_due; /* earliest known due time of a job waiting for the clock, 0 = none */
+    uint64_t commits;  /* write transactions committed since open */
+};
+void cf_engine_stats(const struct cf_engine *e, struct cf_engine_stats *out);
 /* Earliest due time of a job waiting for the clock, or 0 when none. */
 uint64_t cf_engine_next_due(struct cf_engine *e);
 

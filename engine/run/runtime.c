@@ -274,7 +274,8 @@ int cf__retry_due(const struct cf_elem *elem, int retries_left, uint64_t *due)
         cf_retry_cycle_parse(CF_RETRY_DEFAULT, &rc, NULL, 0) != 0)
         return CF_EINVAL;
     int64_t when;
-    int r = cf_retry_cycle_due(&rc, retries_left, (int64_t)cf_now_ms(), &when, NULL, 0);
+    int r =
+        cf_retry_cycle_due(&rc, rc.retries - retries_left, (int64_t)cf_now_ms(), &when, NULL, 0);
     if (r)
         return r;
     *due = (uint64_t)when;

@@ -6,6 +6,8 @@
  * Exit codes: 0 success, 1 the thing asked for failed (invalid file, incident, error), 2 usage.
  * Secret parameter values are never printed: they show as "***".
  */
+#define _XOPEN_SOURCE 700 /* realpath() */
+
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
