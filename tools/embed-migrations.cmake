@@ -1,5 +1,6 @@
 # Turns schema/NNN_name.sql files into a C array of {version, name, sql} compiled into the engine.
 # Invoked by CMakeLists.txt with -DOUT=<file.c> -DFILES=<sorted list of .sql files>.
+string(REPLACE "|" ";" FILES "${FILES}")
 set(body "/* Generated from the schema folder by tools/embed-migrations.cmake. Do not edit. */\n")
 string(APPEND body "#include \"store/migrations.h\"\n\nconst struct cf__migration cf__migrations[] = {\n")
 foreach(f ${FILES})

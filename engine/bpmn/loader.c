@@ -1495,45 +1495,60 @@ static void check_flows_of(struct build *b, struct cf_elem *e)
     }
 }
 
-struct scope_lists {
-    struct cf_elem ***children;
-    size_t *n_children;
-    struct cf_elem **none_start;
-    struct cf_elem ***event_subprocesses;
-    size_t *n_event_subprocesses;
-};
+/* Fills every scope's children and event_subprocesses lists, in document order, in two passes
+ * over the elements: a flat file with thousands of subprocesses must not cost a pass each. */
+static void fill_scopes(struct build *b)
+{
+    struct cf_model *m = b->m;
+    size_t n = b->n_elems;
+    size_t *n_children = cf__arena_calloc(b->tmp, n + 1, sizeof(size_t));
+    size_t *n_esp = cf__arena_calloc(b->tmp, n + 1, sizeof(size_t));
+    for (size_t i = 0; i < n; i++) {
+        struct cf_elem *c = b->elems[i];
+        size_t k = c->parent ? c->parent->index : n; /* slot n is the process */
+        n_children[k]++;
+        if (c->type == CF_EL_SUBPROCESS && c->triggered_by_event)
+            n_esp[k]++;
+    }
+    m->children = cf__arena_calloc(b->a, n_children[n], sizeof(*m->children));
+    m->event_subprocesses = cf__arena_calloc(b->a, n_esp[n], sizeof(*m->event_subprocesses));
+    for (size_t i = 0; i < n; i++) {
+        struct cf_elem *e = b->elems[i];
+        if (e->type != CF_EL_SUBPROCESS)
+            continue;
+        e->children = cf__arena_calloc(b->a, n_children[i], sizeof(*e->children));
+        e->event_subprocesses = cf__arena_calloc(b->a, n_esp[i], sizeof(*e->event_subprocesses));
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct cf_elem *c = b->elems[i];
+        bool esp = c->type == CF_EL_SUBPROCESS && c->triggered_by_event;
+        if (c->parent) {
+            c->parent->children[c->parent->n_children++] = c;
+            if (esp)
+                c->parent->event_subprocesses[c->parent->n_event_subprocesses++] = c;
+        } else {
+            m->children[m->n_children++] = c;
+            if (esp)
+                m->event_subprocesses[m->n_event_subprocesses++] = c;
+        }
+    }
+}
 
-/* Fills a scope's lists and checks its start events. `scope` is NULL for the process. */
-static void build_scope(struct build *b, struct cf_elem *scope, struct scope_lists out)
+/* Checks the start events of one scope (`scope` NULL: the process) and finds its none start
+ * event. */
+static void check_scope(struct build *b, struct cf_elem *scope, struct cf_elem **children,
+                        size_t n_children, struct cf_elem **none_start)
 {
     struct load *ld = b->ld;
-    size_t n_children = 0, n_esp = 0, n_starts = 0, n_none = 0, n_msg_timer = 0;
-    for (size_t i = 0; i < b->n_elems; i++) {
-        struct cf_elem *c = b->elems[i];
-        if (c->parent != scope)
-            continue;
-        n_children++;
-        if (c->type == CF_EL_SUBPROCESS && c->triggered_by_event)
-            n_esp++;
-    }
-    *out.children = cf__arena_calloc(b->a, n_children, sizeof(struct cf_elem *));
-    *out.event_subprocesses = cf__arena_calloc(b->a, n_esp, sizeof(struct cf_elem *));
-    *out.n_children = 0;
-    *out.n_event_subprocesses = 0;
-    *out.none_start = NULL;
-
+    size_t n_starts = 0, n_none = 0, n_msg_timer = 0;
     bool event_sub = scope && scope->triggered_by_event;
     const char *where = !scope ? "process" : event_sub ? "event subprocess" : "subprocess";
     const char *scope_id = scope ? scope->id : b->m->key;
     int scope_line = scope ? scope->line : b->m->line;
+    *none_start = NULL;
 
-    for (size_t i = 0; i < b->n_elems; i++) {
-        struct cf_elem *c = b->elems[i];
-        if (c->parent != scope)
-            continue;
-        (*out.children)[(*out.n_children)++] = c;
-        if (c->type == CF_EL_SUBPROCESS && c->triggered_by_event)
-            (*out.event_subprocesses)[(*out.n_event_subprocesses)++] = c;
+    for (size_t i = 0; i < n_children; i++) {
+        struct cf_elem *c = children[i];
         if (c->type != CF_EL_START_EVENT)
             continue;
         n_starts++;
@@ -1553,7 +1568,7 @@ static void build_scope(struct build *b, struct cf_elem *scope, struct scope_lis
             if (refused)
                 continue;
             if (n_none++ == 0)
-                *out.none_start = c;
+                *none_start = c;
             else
                 report(ld, c->line, c->id, "more than one none start event in this %s", where);
         } else if (c->event == CF_EV_ERROR) {
@@ -1643,15 +1658,12 @@ static struct cf_model *build_process(struct load *ld, xmlNode *proc)
     link_graph(&b);
     for (size_t i = 0; i < b.n_elems; i++)
         check_flows_of(&b, b.elems[i]);
-    build_scope(&b, NULL,
-                (struct scope_lists){&b.m->children, &b.m->n_children, &b.m->none_start,
-                                     &b.m->event_subprocesses, &b.m->n_event_subprocesses});
+    fill_scopes(&b);
+    check_scope(&b, NULL, b.m->children, b.m->n_children, &b.m->none_start);
     for (size_t i = 0; i < b.n_elems; i++) {
         struct cf_elem *e = b.elems[i];
         if (e->type == CF_EL_SUBPROCESS)
-            build_scope(&b, e,
-                        (struct scope_lists){&e->children, &e->n_children, &e->none_start,
-                                             &e->event_subprocesses, &e->n_event_subprocesses});
+            check_scope(&b, e, e->children, e->n_children, &e->none_start);
     }
     finish_model(&b);
 

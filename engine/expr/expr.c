@@ -1154,7 +1154,7 @@ static int arith(const struct ev *c, enum op op, size_t off, struct cf_val *a, s
     if (rc)
         return rc;
     /* JUEL divides as doubles even when both operands are integers: 1 / 2 is 0.5. */
-    if (a->type == CF_VALUE_LONG && b->type == CF_VALUE_LONG) {
+    if (a->type == CF_VALUE_LONG && b->type == CF_VALUE_LONG && op != OP_DIV) {
         int64_t x = a->u.l, y = b->u.l, r = 0;
         bool overflow = false;
         switch (op) {

@@ -124,19 +124,23 @@ static struct cf_jobref *ready_pop(struct cf_engine *e)
 /* The job is done with (applied, dropped or abandoned): let the next job of its instance run. */
 static void job_finished(struct cf_engine *e, struct cf_jobref *j)
 {
-    struct busy *b = cf_imap_get(&e->busy, j->instance_id);
+    struct busy *b = cf_imap_del(&e->busy, j->instance_id);
     if (b) {
-        struct cf_jobref *n = b->head;
-        if (n) {
+        /* The instance is free again: its waiting jobs go back to the front of the ready queue,
+         * in order; dispatch() runs the first and makes the others wait again. */
+        struct cf_jobref *rev = NULL;
+        while (b->head) {
+            struct cf_jobref *n = b->head;
             b->head = n->next;
-            if (!b->head)
-                b->tail = NULL;
+            n->next = rev;
+            rev = n;
+        }
+        while (rev) {
+            struct cf_jobref *n = rev;
+            rev = n->next;
             ready_push(e, n, true);
         }
-        if (!b->head) {
-            cf_imap_del(&e->busy, j->instance_id);
-            free(b);
-        }
+        free(b);
     }
     cf_imap_del(&e->known_jobs, j->id);
     e->running--;
@@ -276,32 +280,25 @@ static const struct cf_mapping *find_mapping(const struct cf_mapping *m, size_t 
     return NULL;
 }
 
-/* Elements that the model describes but this runtime cannot execute yet. */
+/* Elements that the model describes but this runtime cannot execute. */
 static const char *unsupported(const struct cf_elem *el)
 {
-    switch (el->type) {
-    case CF_EL_INTERMEDIATE_CATCH:
-    case CF_EL_RECEIVE_TASK:
-        return "timer and message catch events and receive tasks are not executable in this "
-               "version of certflow";
-    case CF_EL_CALL_ACTIVITY:
-        return "call activities are not executable in this version of certflow";
-    case CF_EL_START_EVENT:
-        if (el->event == CF_EV_TIMER || el->event == CF_EV_MESSAGE)
-            return el->parent && el->parent->triggered_by_event
-                       ? "event subprocesses started by timers or messages are not executable in "
-                         "this version of certflow"
-                       : "timer and message start events are not executable in this version of "
-                         "certflow";
-        return NULL;
-    case CF_EL_BOUNDARY_EVENT:
-        if (el->event != CF_EV_ERROR)
-            return "timer and message boundary events are not executable in this version of "
-                   "certflow";
-        return NULL;
-    default:
-        return NULL;
-    }
+    if (el->type == CF_EL_START_EVENT && el->parent && el->parent->triggered_by_event &&
+        el->event != CF_EV_ERROR)
+        return "event subprocesses started by timers or messages are not executable in this "
+               "version of certflow; use a boundary event";
+    return NULL;
+}
+
+/* Timers whose definition is fixed text are checked now; ${...} ones when they are armed. */
+static void check_timer(const struct cf_elem *el, struct cf_diags *diags)
+{
+    if (el->event != CF_EV_TIMER || !el->timer_expr || cf_expr_is_dynamic(el->timer_expr))
+        return;
+    int64_t due, repeats;
+    char err[512];
+    if (cf__timer_due(el, NULL, &due, &repeats, err, sizeof(err)) != 0)
+        cf_diags_add(diags, el->line, el->id, "%s", err);
 }
 
 static void check_service_task(struct cf_registry *reg, const struct admin_params *admin,
@@ -376,15 +373,15 @@ int cf_engine_check_models(struct cf_registry *reg, struct cf_store *store, cons
         if (store)
             cf_store_param_list(store, tenant ? tenant : "", models[m]->key, NULL, collect_admin,
                                 &admin);
-        if (!models[m]->none_start)
+        if (!models[m]->none_start && !models[m]->n_start_events)
             cf_diags_add(diags, models[m]->line, models[m]->key,
-                         "process has no none start event, which this version of certflow needs "
-                         "to start it");
+                         "process has no start event that certflow can start it with");
         for (size_t i = 0; i < models[m]->n_elements; i++) {
             const struct cf_elem *el = models[m]->elements[i];
             const char *why = unsupported(el);
             if (why)
                 cf_diags_add(diags, el->line, el->id, "%s", why);
+            check_timer(el, diags);
             if (el->type == CF_EL_SERVICE_TASK)
                 check_service_task(reg, &admin, el, diags, warnings);
         }
@@ -463,13 +460,27 @@ int cf_engine_deploy(struct cf_engine *e, const char *resource_name, const uint8
         d->definition_id = row.id;
         d->version = row.version;
         d->is_new = true;
+        char derr[512];
+        struct cf_definition *def = cf__definition_get(e, row.id, derr, sizeof(derr));
+        if (!def) {
+            cf_diags_add(&res->diags, 0, d->key, "%s", derr);
+            rc = CF_EINVALID;
+            break;
+        }
+        if ((rc = cf__schedule_start_events(e, def)))
+            break;
     }
     if (!rc)
         rc = cf_store_commit(e->store);
     if (rc) {
         cf_store_rollback(e->store);
+        /* Definitions cached during the failed transaction do not exist. */
+        for (size_t i = 0; i < n; i++)
+            if (res->defs[i].is_new)
+                definition_free(cf_imap_del(&e->defs, res->defs[i].definition_id));
         goto fail;
     }
+    schedule_due(e);
     for (size_t i = 0; i < n; i++)
         if (res->defs[i].is_new)
             cf_log(CF_LOG_INFO,
@@ -559,7 +570,7 @@ int cf_engine_start(struct cf_engine *e, int64_t definition_id, const char *busi
         return rc;
     }
     struct cf_instance *inst = NULL;
-    rc = cf__instance_create(e, def, business_key, vars, n_vars, &inst);
+    rc = cf__instance_create(e, def, business_key, vars, n_vars, NULL, NULL, &inst);
     cf__reap_dead(e);
     if (!rc)
         rc = cf_store_commit(e->store);
@@ -582,14 +593,26 @@ static int apply_item(struct cf_engine *e, struct cf_item *it)
 {
     char err[512];
     struct cf_jobref *j = it->job;
+    if (strcmp(j->type, "timer") == 0) {
+        struct cf_job_row row;
+        int rc = cf_store_job_get(e->store, j->id, &row);
+        if (rc == CF_ENOENT)
+            return 0; /* canceled with its activity meanwhile */
+        if (rc)
+            return rc;
+        rc = cf__fire_timer(e, &row);
+        cf_job_row_free(&row);
+        return rc;
+    }
     struct cf_instance *inst = cf__instance_get(e, j->instance_id, err, sizeof(err));
     if (!inst) {
         cf_log(CF_LOG_ERROR, "job=%" PRId64 ": %s", j->id, err);
         return 0;
     }
     struct cf_exec *x = cf__exec_find(inst, j->execution_id);
-    if (!x || x->state != EX_WAITING || inst->ended) {
-        /* The execution moved on (canceled by an error, the instance ended): nothing to do. */
+    if (!x || x->state != EX_WAITING || inst->ended || x->act_inst_id != j->act_inst_id) {
+        /* The execution moved on (canceled by an error, the instance ended, a later step):
+         * this job's moment has passed and there is nothing to do. */
         return 0;
     }
     cf__touch(e, inst);
@@ -1047,7 +1070,7 @@ static void start_call(struct cf_engine *e, struct cf_jobref *j)
     char err[1024];
     struct cf_instance *inst = cf__instance_get(e, j->instance_id, err, sizeof(err));
     struct cf_exec *x = inst ? cf__exec_find(inst, j->execution_id) : NULL;
-    if (!x || x->state != EX_WAITING || inst->ended) {
+    if (!x || x->state != EX_WAITING || inst->ended || x->act_inst_id != j->act_inst_id) {
         if (!inst)
             cf_log(CF_LOG_ERROR, "job=%" PRId64 ": %s", j->id, err);
         job_finished(e, j);
@@ -1091,7 +1114,7 @@ static void dispatch(struct cf_engine *e)
         return;
     while (e->running < e->opt.max_concurrent_jobs && e->ready_head) {
         struct cf_jobref *j = ready_pop(e);
-        struct busy *b = cf_imap_get(&e->busy, j->instance_id);
+        struct busy *b = j->instance_id ? cf_imap_get(&e->busy, j->instance_id) : NULL;
         if (b) {
             /* One token mover per instance: wait for the job that runs now. */
             j->next = NULL;
@@ -1102,7 +1125,8 @@ static void dispatch(struct cf_engine *e)
             b->tail = j;
             continue;
         }
-        cf_imap_put(&e->busy, j->instance_id, cf_xcalloc(1, sizeof(struct busy)));
+        if (j->instance_id)
+            cf_imap_put(&e->busy, j->instance_id, cf_xcalloc(1, sizeof(struct busy)));
         e->running++;
         if (strcmp(j->type, "call") == 0) {
             start_call(e, j);
@@ -1465,6 +1489,142 @@ void cf_engine_stats(const struct cf_engine *e, struct cf_engine_stats *out)
 uint64_t cf_engine_next_due(struct cf_engine *e)
 {
     return e->next_due;
+}
+
+struct sub_match {
+    struct cf_engine *e;
+    const struct cf_correlation *c;
+    struct cf_sub_row *items; /* owned copies with borrowed strings duplicated */
+    size_t n;
+    bool start_only;
+};
+
+static int collect_sub(void *arg, const struct cf_sub_row *r)
+{
+    struct sub_match *m = arg;
+    m->items = cf_xrealloc(m->items, (m->n + 1) * sizeof(*m->items));
+    struct cf_sub_row *c = &m->items[m->n++];
+    *c = *r;
+    c->name = cf_xstrdup(r->name);
+    c->tenant_id = cf_xstrdup(r->tenant_id ? r->tenant_id : "");
+    c->activity_id = cf_xstrdup(r->activity_id);
+    return 0;
+}
+
+static void sub_match_free(struct sub_match *m)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        free((char *)m->items[i].name);
+        free((char *)m->items[i].tenant_id);
+        free((char *)m->items[i].activity_id);
+    }
+    free(m->items);
+}
+
+/* Whether an instance's process variables have the values a correlation asks for. */
+static bool vars_match(struct cf_engine *e, int64_t instance_id, const struct cf_correlation *c)
+{
+    if (!c->n_match)
+        return true;
+    char err[256];
+    struct cf_instance *inst = cf__instance_get(e, instance_id, err, sizeof(err));
+    if (!inst)
+        return false;
+    for (size_t i = 0; i < c->n_match; i++) {
+        const struct cf_val *v = cf__var_lookup(inst->root, c->match[i].name);
+        if (!v || !cf_val_equal(v, &c->match[i].val))
+            return false;
+    }
+    return true;
+}
+
+int cf_engine_correlate(struct cf_engine *e, const struct cf_correlation *c, int64_t *ids,
+                        size_t max, size_t *n, char *err, size_t errlen)
+{
+    *n = 0;
+    if (!c->message || !*c->message) {
+        cf_errf(err, errlen, "a message needs a name");
+        return CF_EINVAL;
+    }
+    struct sub_match m = {.e = e, .c = c};
+    int rc = cf_store_subs_find(e->store, c->tenant_id ? c->tenant_id : "", c->message,
+                                c->business_key, collect_sub, &m);
+    if (rc) {
+        cf_errf(err, errlen, "cannot look up subscriptions: %s", cf_store_errmsg(e->store));
+        sub_match_free(&m);
+        return rc;
+    }
+    /* Keep waiting executions that match; a start event only if no execution waits. */
+    size_t n_inst = 0, first_start = SIZE_MAX;
+    for (size_t i = 0; i < m.n; i++) {
+        if (!m.items[i].instance_id) {
+            if (first_start == SIZE_MAX)
+                first_start = i;
+            m.items[i].id = -m.items[i].id; /* mark: not an instance match */
+            continue;
+        }
+        if (vars_match(e, m.items[i].instance_id, c))
+            n_inst++;
+        else
+            m.items[i].id = 0;
+    }
+    if (n_inst > 1 && !c->all) {
+        cf_errf(err, errlen,
+                "message '%s' matches %zu waiting executions; narrow it with a business key or "
+                "correlation variables, or deliver it to all",
+                c->message, n_inst);
+        sub_match_free(&m);
+        return CF_EEXIST;
+    }
+    if (!n_inst && (first_start == SIZE_MAX || c->n_match)) {
+        cf_errf(err, errlen,
+                "message '%s'%s%s matched nothing: no instance waits for it and no process "
+                "starts with it",
+                c->message, c->business_key ? " with business key " : "",
+                c->business_key ? c->business_key : "");
+        sub_match_free(&m);
+        return CF_ENOENT;
+    }
+    if ((rc = cf_store_begin(e->store))) {
+        cf_errf(err, errlen, "cannot begin a transaction: %s", cf_store_errmsg(e->store));
+        sub_match_free(&m);
+        return rc;
+    }
+    for (size_t i = 0; i < m.n && !rc; i++) {
+        bool take = n_inst ? m.items[i].id > 0 : i == first_start;
+        if (!take)
+            continue;
+        struct cf_sub_row r = m.items[i];
+        if (r.id < 0)
+            r.id = -r.id;
+        int64_t id = 0;
+        rc = cf__deliver_message(e, &r, c->business_key, c->vars, c->n_vars, &id);
+        cf__reap_dead(e);
+        if (rc == CF_ENOENT)
+            rc = 0; /* moved on meanwhile */
+        else if (!rc && *n < max)
+            ids[(*n)++] = id;
+        else if (!rc)
+            (*n)++;
+        if (!n_inst)
+            break;
+    }
+    sub_match_free(&m);
+    if (!rc)
+        rc = cf_store_commit(e->store);
+    if (rc) {
+        cf_errf(err, errlen, "message '%s' not delivered: %s (%s)", c->message, cf_strerror(rc),
+                cf_store_errmsg(e->store));
+        cf_store_rollback(e->store);
+        discard_tx(e);
+        *n = 0;
+        return rc;
+    }
+    after_commit(e);
+    dispatch(e);
+    schedule_due(e);
+    check_idle(e);
+    return 0;
 }
 
 int cf_engine_retry_incident(struct cf_engine *e, int64_t incident_id, int retries, char *err,

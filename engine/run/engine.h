@@ -97,6 +97,23 @@ struct cf_named_val {
 int cf_engine_start(struct cf_engine *e, int64_t definition_id, const char *business_key,
                     const struct cf_named_val *vars, size_t n_vars, int64_t *instance_id, char *err,
                     size_t errlen);
+/* A message for the instances (or message start events) waiting for it. */
+struct cf_correlation {
+    const char *message;
+    const char *tenant_id;            /* NULL: "" */
+    const char *business_key;         /* NULL: any */
+    const struct cf_named_val *match; /* process variables that must have these values */
+    size_t n_match;
+    const struct cf_named_val *vars; /* variables set by the message */
+    size_t n_vars;
+    bool all; /* deliver to every match instead of exactly one */
+};
+/* Delivers a message in one transaction. A waiting instance is preferred; otherwise a message
+ * start event starts a new instance. The ids of the instances reached go to `ids` (at most
+ * `max`), their number to *n. CF_ENOENT when nothing waits for the message; CF_EEXIST when
+ * several executions wait and `all` is not set (nothing is delivered then). */
+int cf_engine_correlate(struct cf_engine *e, const struct cf_correlation *c, int64_t *ids,
+                        size_t max, size_t *n, char *err, size_t errlen);
 /* Retries an incident: a failed job gets `retries` more attempts (at least 1); any other incident
  * re-executes the activity where it stopped. */
 int cf_engine_retry_incident(struct cf_engine *e, int64_t incident_id, int retries, char *err,

@@ -61,6 +61,8 @@ struct cf_instance {
     char *tenant_id;
     char *business_key;
     struct cf_exec *root;
+    int64_t super_instance_id; /* called by a call activity of this instance, or 0 */
+    int64_t super_exec_id;
     bool ended;
     int64_t next_seq;
     unsigned steps; /* agenda steps in the current item, against runaway loops */
@@ -155,8 +157,21 @@ struct cf_exec *cf__exec_find(struct cf_instance *inst, int64_t id);
 void cf__instance_free(struct cf_instance *inst);
 void cf__evict(struct cf_engine *e, int64_t instance_id);
 void cf__touch(struct cf_engine *e, struct cf_instance *inst);
+/* Creates an instance and moves it until it waits. `start` is the start event to begin at (NULL:
+ * the none start event); `caller` the call activity execution of a parent instance, or NULL. */
 int cf__instance_create(struct cf_engine *e, struct cf_definition *def, const char *business_key,
-                        const struct cf_named_val *vars, size_t n_vars, struct cf_instance **out);
+                        const struct cf_named_val *vars, size_t n_vars, const struct cf_elem *start,
+                        struct cf_exec *caller, struct cf_instance **out);
+/* Fires the timer job `job` (catch event, boundary event or start event). */
+int cf__fire_timer(struct cf_engine *e, const struct cf_job_row *job);
+/* Delivers a message to the subscription `sub` (already known to match). */
+int cf__deliver_message(struct cf_engine *e, const struct cf_sub_row *sub, const char *business_key,
+                        const struct cf_named_val *vars, size_t n_vars, int64_t *instance_id);
+/* Timer jobs and message subscriptions of the start events of a newly deployed definition. */
+int cf__schedule_start_events(struct cf_engine *e, struct cf_definition *def);
+/* Due time of a timer element: its expression evaluated in `x` (may be NULL), then parsed. */
+int cf__timer_due(const struct cf_elem *el, struct cf_exec *x, int64_t *due, int64_t *repeats,
+                  char *err, size_t errlen);
 int cf__run_job(struct cf_engine *e, struct cf_instance *inst, struct cf_exec *x,
                 const struct cf_jobref *job);
 int cf__apply_outcome(struct cf_engine *e, struct cf_instance *inst, struct cf_exec *x,

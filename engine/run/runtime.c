@@ -27,6 +27,8 @@ enum op { OP_ENTER, OP_EXECUTE, OP_LEAVE, OP_TAKE };
 static const char *state_names[] = {"READY", "WAITING", "JOINING", "SCOPE", "INCIDENT"};
 static const char *resume_names[] = {NULL, "execute", "leave", "take"};
 
+static int cancel_children_of_call(struct cf_engine *e, struct cf_exec *x);
+
 /* --- instances and executions in memory --- */
 
 static void exec_free(struct cf_exec *x)
@@ -339,9 +341,13 @@ static int cancel_tree(struct cf_engine *e, struct cf_exec *x, const char *hist_
         if ((rc = cancel_tree(e, c, "canceled")))
             return rc;
     }
+    if (x->elem && x->elem->type == CF_EL_CALL_ACTIVITY && (rc = cancel_children_of_call(e, x)))
+        return rc;
     if ((rc = hist_end(e, x, hist_state)))
         return rc;
     if ((rc = cf_store_jobs_delete_execution(e->store, x->id)))
+        return rc;
+    if ((rc = cf_store_subs_delete_execution(e->store, x->id)))
         return rc;
     if ((rc = cf_store_incidents_resolve_execution(e->store, x->id, cf_now_ms())))
         return rc;
@@ -363,6 +369,8 @@ static int end_token(struct cf_engine *e, struct cf_exec *x)
     return scope_check(e, scope);
 }
 
+static int return_to_caller(struct cf_engine *e, struct cf_instance *child);
+
 static int complete_instance(struct cf_engine *e, struct cf_instance *inst, const char *state)
 {
     struct cf_exec *root = inst->root;
@@ -377,6 +385,8 @@ static int complete_instance(struct cf_engine *e, struct cf_instance *inst, cons
         return rc;
     inst->ended = true;
     cf__notify_ended(e, inst->id, state);
+    if (inst->super_exec_id && strcmp(state, "CANCELED") != 0)
+        return return_to_caller(e, inst);
     return 0;
 }
 
@@ -508,30 +518,63 @@ static int catch_by_event_subprocess(struct cf_engine *e, struct cf_exec *scope,
     return rc;
 }
 
-/* Routes a BPMN error thrown at execution x. *caught tells whether a handler took it; when none
- * does, the execution stops with an incident (or, in Camunda 7 mode, its path ends). */
+/* The call activity execution that called `inst`, loading the parent if needed. */
+static struct cf_exec *caller_of(struct cf_engine *e, struct cf_instance *inst)
+{
+    if (!inst->super_exec_id)
+        return NULL;
+    char err[256];
+    struct cf_instance *parent = cf__instance_get(e, inst->super_instance_id, err, sizeof(err));
+    if (!parent) {
+        cf_log(CF_LOG_ERROR, "instance=%" PRId64 ": caller lost: %s", inst->id, err);
+        return NULL;
+    }
+    cf__touch(e, parent);
+    struct cf_exec *px = cf__exec_find(parent, inst->super_exec_id);
+    if (!px || px->dead || !px->elem || px->elem->type != CF_EL_CALL_ACTIVITY)
+        return NULL;
+    return px;
+}
+
+/* Routes a BPMN error thrown at execution x: innermost scope first (the activity's own boundary
+ * events, then each enclosing scope: its error event subprocesses, then the boundary events of
+ * the subprocess), and on through call activities into the calling instances. *caught tells
+ * whether a handler took it; when none does, x stops with an incident (or, in Camunda 7 mode,
+ * its path ends). */
 static int throw_error(struct cf_engine *e, struct cf_exec *x, const char *code,
                        const char *message, int64_t job_id, bool *caught)
 {
-    const struct cf_model *model = x->inst->def->model;
     *caught = true;
-    if (cf_elem_is_activity(x->elem)) {
-        const struct cf_elem *b = match_boundary(x->elem, code);
-        if (b)
-            return catch_by_boundary(e, x, b, code, message);
-    }
-    for (struct cf_exec *s = x->parent; s; s = s->parent) {
-        struct cf_elem *const *esps =
-            s->elem ? s->elem->event_subprocesses : model->event_subprocesses;
-        size_t n = s->elem ? s->elem->n_event_subprocesses : model->n_event_subprocesses;
-        const struct cf_elem *esp = match_event_subprocess(esps, n, code, x);
-        if (esp)
-            return catch_by_event_subprocess(e, s, esp, code, message);
-        if (s->elem && !s->elem->triggered_by_event) {
-            const struct cf_elem *b = match_boundary(s->elem, code);
+    struct cf_exec *act = cf_elem_is_activity(x->elem) ? x : NULL;
+    struct cf_exec *from = x;
+    struct cf_exec *scope = x->parent;
+    for (;;) {
+        if (act) {
+            const struct cf_elem *b = match_boundary(act->elem, code);
             if (b)
-                return catch_by_boundary(e, s, b, code, message);
+                return catch_by_boundary(e, act, b, code, message);
         }
+        const struct cf_model *model = from->inst->def->model;
+        for (struct cf_exec *s = scope; s; s = s->parent) {
+            struct cf_elem *const *esps =
+                s->elem ? s->elem->event_subprocesses : model->event_subprocesses;
+            size_t n = s->elem ? s->elem->n_event_subprocesses : model->n_event_subprocesses;
+            const struct cf_elem *esp = match_event_subprocess(esps, n, code, from);
+            if (esp)
+                return catch_by_event_subprocess(e, s, esp, code, message);
+            if (s->elem && !s->elem->triggered_by_event) {
+                const struct cf_elem *b = match_boundary(s->elem, code);
+                if (b)
+                    return catch_by_boundary(e, s, b, code, message);
+            }
+        }
+        /* Not caught in this instance: the call activity that started it throws it on. */
+        struct cf_exec *px = caller_of(e, from->inst);
+        if (!px)
+            break;
+        act = px;
+        from = px;
+        scope = px->parent;
     }
     *caught = false;
     if (e->opt.uncaught_error_ends) {
@@ -549,6 +592,339 @@ static int throw_error(struct cf_engine *e, struct cf_exec *x, const char *code,
     x->resume = job_id ? RS_NONE : RS_EXECUTE;
     int rc = cf__incident(e, x, "unhandledBpmnError", job_id, msg);
     free(msg);
+    return rc;
+}
+
+/* --- timers, messages and call activities --- */
+
+int cf__timer_due(const struct cf_elem *el, struct cf_exec *x, int64_t *due, int64_t *repeats,
+                  char *err, size_t errlen)
+{
+    struct cf_val v = CF_VAL_NULL_INIT;
+    char detail[512];
+    *repeats = 0;
+    if (!el->timer_expr) {
+        cf_errf(err, errlen, "timer of %s has no definition", el->id);
+        return CF_EINVALID;
+    }
+    if (cf_expr_eval(el->timer_expr, cf__expr_lookup, x, &v, detail, sizeof(detail)) != 0) {
+        cf_errf(err, errlen, "timer of %s: %s", el->id, detail);
+        return CF_EEXPR;
+    }
+    struct cf_buf text;
+    cf_buf_init(&text);
+    cf_val_to_text(&v, &text);
+    cf_val_free(&v);
+    int64_t now = (int64_t)cf_now_ms();
+    int rc = 0;
+    switch (el->timer) {
+    case CF_TIMER_DATE:
+        rc = cf_iso_parse_datetime(text.data, due, detail, sizeof(detail));
+        break;
+    case CF_TIMER_DURATION: {
+        struct cf_iso_duration d;
+        rc = cf_iso_parse_duration(text.data, &d, detail, sizeof(detail));
+        if (!rc)
+            rc = cf_iso_duration_add(&d, now, due, detail, sizeof(detail));
+        break;
+    }
+    case CF_TIMER_CYCLE: {
+        struct cf_iso_cycle c;
+        rc = cf_iso_parse_cycle(text.data, &c, detail, sizeof(detail));
+        if (!rc)
+            rc = cf_iso_cycle_next(&c, now, due, detail, sizeof(detail));
+        /* Firings after this one; -1 is unbounded. */
+        if (!rc)
+            *repeats = c.repetitions < 0 ? -1 : c.repetitions - 1;
+        break;
+    }
+    default:
+        cf_errf(detail, sizeof(detail), "no timeDate, timeDuration or timeCycle");
+        rc = CF_EINVALID;
+    }
+    if (rc)
+        cf_errf(err, errlen, "timer of %s ('%s'): %s", el->id, text.data ? text.data : "", detail);
+    cf_buf_free(&text);
+    return rc ? CF_EEXPR : 0;
+}
+
+/* A timer job for `el` (catch, boundary or start event) on execution x (NULL for start). */
+static int timer_job(struct cf_engine *e, struct cf_exec *x, const struct cf_elem *el,
+                     int64_t definition_id, int64_t due, int64_t repeats)
+{
+    char payload[48];
+    snprintf(payload, sizeof(payload), "repeats=%" PRId64, repeats);
+    struct cf_job_row row = {
+        .instance_id = x ? x->inst->id : 0,
+        .execution_id = x ? x->id : 0,
+        .activity_id = (char *)el->id,
+        .act_inst_id = x ? x->act_inst_id : 0,
+        .due_at = due > 0 ? (uint64_t)due : 0,
+        .retries = cf__initial_retries(el),
+        .payload = payload,
+        .created_at = cf_now_ms(),
+        .definition_id = definition_id,
+    };
+    cf_strlcpy(row.type, "timer", sizeof(row.type));
+    int rc = cf_store_job_insert(e->store, &row);
+    if (!rc && (!e->next_due || row.due_at < e->next_due))
+        e->next_due = row.due_at;
+    return rc;
+}
+
+static int subscribe(struct cf_engine *e, struct cf_exec *x, const struct cf_elem *el)
+{
+    struct cf_sub_row r = {
+        .name = el->message_name,
+        .tenant_id = x->inst->tenant_id,
+        .instance_id = x->inst->id,
+        .execution_id = x->id,
+        .activity_id = el->id,
+        .act_inst_id = x->act_inst_id,
+    };
+    return cf_store_sub_insert(e->store, &r, NULL);
+}
+
+/* Timer and message boundary events listen while their activity runs. */
+static int arm_boundaries(struct cf_engine *e, struct cf_exec *x)
+{
+    for (size_t i = 0; i < x->elem->n_boundaries; i++) {
+        const struct cf_elem *b = x->elem->boundaries[i];
+        int rc = 0;
+        if (b->event == CF_EV_TIMER) {
+            int64_t due, repeats;
+            char err[1024];
+            rc = cf__timer_due(b, x, &due, &repeats, err, sizeof(err));
+            if (rc == CF_EEXPR) {
+                /* The activity must not start with a boundary it cannot arm. */
+                rc = stop(e, x, RS_EXECUTE, "expression", err);
+                return rc ? rc : CF_ECANCELED;
+            }
+            if (!rc)
+                rc = timer_job(e, x, b, 0, due, repeats);
+        } else if (b->event == CF_EV_MESSAGE) {
+            rc = subscribe(e, x, b);
+        }
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Takes a boundary event of the activity of x: interrupting cancels the activity; a
+ * non-interrupting one starts a parallel path and lets the activity go on. */
+static int take_boundary(struct cf_engine *e, struct cf_exec *x, const struct cf_elem *b)
+{
+    struct cf_exec *scope = x->parent;
+    struct cf_exec *y;
+    int rc = 0;
+    if (b->cancel_activity)
+        rc = cancel_tree(e, x, "canceled");
+    if (!rc)
+        rc = exec_new(e, scope->inst, scope, b, EX_READY, &y);
+    if (!rc)
+        push(e, y, OP_ENTER);
+    return rc;
+}
+
+struct child_list {
+    int64_t ids[64];
+    size_t n;
+};
+
+static int collect_child(void *arg, const struct cf_inst_row *r)
+{
+    struct child_list *l = arg;
+    if (l->n < CF_ARRAY_LEN(l->ids))
+        l->ids[l->n++] = r->id;
+    return 0;
+}
+
+/* A call activity that is canceled takes the instances it called with it. */
+static int cancel_children_of_call(struct cf_engine *e, struct cf_exec *x)
+{
+    struct child_list l = {.n = 0};
+    int rc = cf_store_instance_children(e->store, x->id, collect_child, &l);
+    for (size_t i = 0; i < l.n && !rc; i++) {
+        char err[256];
+        struct cf_instance *child = cf__instance_get(e, l.ids[i], err, sizeof(err));
+        if (!child || child->ended)
+            continue;
+        cf__touch(e, child);
+        while (child->root->first_child && !rc)
+            rc = cancel_tree(e, child->root->first_child, "canceled");
+        if (!rc)
+            rc = cf_store_instance_end(e->store, child->id, "CANCELED", cf_now_ms());
+        if (!rc) {
+            child->ended = true;
+            cf__notify_ended(e, child->id, "CANCELED");
+        }
+    }
+    return rc;
+}
+
+static int apply_var_mappings(struct cf_engine *e, struct cf_exec *from, struct cf_exec *to,
+                              const struct cf_var_mapping *maps, size_t n, bool into_child,
+                              char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct cf_var_mapping *m = &maps[i];
+        int rc = 0;
+        if (m->business_key)
+            continue;
+        if (m->all) {
+            /* Every variable visible in `from`, outermost first so that inner ones win. */
+            struct cf_exec *chain[64];
+            size_t depth = 0;
+            for (struct cf_exec *c = from; c && depth < CF_ARRAY_LEN(chain); c = c->parent)
+                chain[depth++] = c;
+            while (depth-- > 0 && !rc)
+                for (size_t k = 0; k < chain[depth]->n_vars && !rc; k++)
+                    rc = into_child ? var_set_local(e, to, chain[depth]->vars[k].name,
+                                                    &chain[depth]->vars[k].val)
+                                    : cf__var_set(e, to, chain[depth]->vars[k].name,
+                                                  &chain[depth]->vars[k].val);
+        } else if (m->target) {
+            struct cf_val v = CF_VAL_NULL_INIT;
+            if (m->source_expr) {
+                char detail[512];
+                if (cf_expr_eval(m->source_expr, cf__expr_lookup, from, &v, detail,
+                                 sizeof(detail)) != 0) {
+                    cf_errf(err, errlen, "mapping to '%s': %s", m->target, detail);
+                    return CF_EEXPR;
+                }
+            } else if (m->source) {
+                const struct cf_val *src = cf__var_lookup(from, m->source);
+                if (src)
+                    cf_val_copy(&v, src);
+            }
+            rc = into_child ? var_set_local(e, to, m->target, &v)
+                            : cf__var_set(e, to, m->target, &v);
+            cf_val_free(&v);
+        }
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* A called instance completed: camunda:out mappings, then the call activity moves on. */
+static int return_to_caller(struct cf_engine *e, struct cf_instance *child)
+{
+    struct cf_exec *px = caller_of(e, child);
+    if (!px || px->state != EX_WAITING)
+        return 0;
+    char err[1024];
+    int rc = apply_var_mappings(e, child->root, px, px->elem->call_out, px->elem->n_call_out, false,
+                                err, sizeof(err));
+    if (rc == CF_EEXPR)
+        return stop(e, px, RS_LEAVE, "expression", err);
+    if (rc)
+        return rc;
+    px->state = EX_READY;
+    push(e, px, OP_LEAVE);
+    return 0;
+}
+
+static int call_activity(struct cf_engine *e, struct cf_exec *x)
+{
+    const struct cf_elem *el = x->elem;
+    char err[1024];
+    struct cf_def_row row;
+    int rc;
+    int64_t def_id = 0;
+    if (el->called_binding && strcmp(el->called_binding, "deployment") == 0) {
+        /* The version deployed together with the caller. */
+        struct cf_def_row me;
+        rc = cf_store_def_get(e->store, x->inst->def->id, false, &me);
+        if (rc)
+            return rc;
+        rc = cf_store_def_latest(e->store, x->inst->tenant_id, el->called_element, &row);
+        if (!rc && row.deployment_id != me.deployment_id)
+            rc = CF_ENOENT;
+        if (!rc)
+            def_id = row.id;
+        cf_def_row_free(&me);
+    } else {
+        rc = cf_store_def_latest(e->store, x->inst->tenant_id, el->called_element, &row);
+        if (!rc && el->called_binding && strcmp(el->called_binding, "version") == 0) {
+            int64_t v = 0;
+            cf_parse_i64(el->called_version ? el->called_version : "", &v);
+            int64_t latest_id = row.id;
+            (void)latest_id;
+            if (v < 1 || v > row.version) {
+                rc = CF_ENOENT;
+            } else {
+                /* Versions are numbered 1..latest per key: walk down from the latest. */
+                cf_def_row_free(&row);
+                rc = CF_ENOENT;
+                struct cf_def_row r2;
+                for (int64_t id = latest_id; id > 0 && rc == CF_ENOENT; id--) {
+                    if (cf_store_def_get(e->store, id, false, &r2) != 0)
+                        continue;
+                    if (strcmp(r2.key, el->called_element) == 0 &&
+                        strcmp(r2.tenant_id, x->inst->tenant_id) == 0 && r2.version == v) {
+                        def_id = r2.id;
+                        rc = 0;
+                    }
+                    cf_def_row_free(&r2);
+                }
+                memset(&row, 0, sizeof(row));
+            }
+        } else if (!rc) {
+            def_id = row.id;
+        }
+    }
+    if (rc == 0)
+        cf_def_row_free(&row);
+    if (rc == CF_ENOENT) {
+        cf_errf(err, sizeof(err), "call activity %s: no deployed process '%s'%s%s", el->id,
+                el->called_element, el->called_version ? " version " : "",
+                el->called_version ? el->called_version : "");
+        return stop(e, x, RS_EXECUTE, "expression", err);
+    }
+    if (rc)
+        return rc;
+    struct cf_definition *def = cf__definition_get(e, def_id, err, sizeof(err));
+    if (!def)
+        return stop(e, x, RS_EXECUTE, "expression", err);
+    if (!def->model->none_start) {
+        cf_errf(err, sizeof(err), "call activity %s: process '%s' has no none start event", el->id,
+                def->key);
+        return stop(e, x, RS_EXECUTE, "expression", err);
+    }
+    char *bkey = NULL;
+    for (size_t i = 0; i < el->n_call_in; i++) {
+        if (!el->call_in[i].business_key || !el->call_in[i].source_expr)
+            continue;
+        struct cf_val v = CF_VAL_NULL_INIT;
+        char detail[512];
+        if (cf_expr_eval(el->call_in[i].source_expr, cf__expr_lookup, x, &v, detail,
+                         sizeof(detail)) != 0) {
+            cf_errf(err, sizeof(err), "business key of %s: %s", el->id, detail);
+            free(bkey);
+            return stop(e, x, RS_EXECUTE, "expression", err);
+        }
+        struct cf_buf b;
+        cf_buf_init(&b);
+        cf_val_to_text(&v, &b);
+        cf_val_free(&v);
+        free(bkey);
+        bkey = cf_buf_steal(&b);
+    }
+    x->state = EX_WAITING;
+    if ((rc = save_exec(e, x))) {
+        free(bkey);
+        return rc;
+    }
+    struct cf_instance *child;
+    rc = cf__instance_create(e, def, bkey, NULL, 0, NULL, x, &child);
+    free(bkey);
+    if (rc)
+        return rc;
+    rc = apply_var_mappings(e, x, child->root, el->call_in, el->n_call_in, true, err, sizeof(err));
+    if (rc == CF_EEXPR)
+        return stop(e, x, RS_EXECUTE, "expression", err);
     return rc;
 }
 
@@ -719,6 +1095,13 @@ static int op_execute(struct cf_engine *e, struct cf_exec *x)
         if (rc)
             return rc;
     }
+    if (el->n_boundaries) {
+        rc = arm_boundaries(e, x);
+        if (rc == CF_ECANCELED)
+            return 0;
+        if (rc)
+            return rc;
+    }
     switch (el->type) {
     case CF_EL_START_EVENT:
     case CF_EL_TASK:
@@ -726,12 +1109,43 @@ static int op_execute(struct cf_engine *e, struct cf_exec *x)
     case CF_EL_BOUNDARY_EVENT:
         push(e, x, OP_LEAVE);
         return 0;
+    case CF_EL_INTERMEDIATE_CATCH:
+        if (el->event == CF_EV_TIMER) {
+            int64_t due, repeats;
+            rc = cf__timer_due(el, x, &due, &repeats, err, sizeof(err));
+            if (rc == CF_EEXPR)
+                return stop(e, x, RS_EXECUTE, "expression", err);
+            if (!rc)
+                rc = timer_job(e, x, el, 0, due, 0);
+        } else {
+            rc = subscribe(e, x, el);
+        }
+        if (rc)
+            return rc;
+        x->state = EX_WAITING;
+        return save_exec(e, x);
+    case CF_EL_RECEIVE_TASK:
+        if ((rc = subscribe(e, x, el)))
+            return rc;
+        x->state = EX_WAITING;
+        return save_exec(e, x);
+    case CF_EL_CALL_ACTIVITY:
+        return call_activity(e, x);
     case CF_EL_END_EVENT:
         if (el->event == CF_EV_ERROR) {
             bool caught;
+            int64_t open_act = x->act_inst_id;
             if ((rc = hist_end(e, x, "completed")))
                 return rc;
-            return throw_error(e, x, el->error_code, el->error_message, 0, &caught);
+            rc = throw_error(e, x, el->error_code, el->error_message, 0, &caught);
+            if (!rc && !caught && !x->dead) {
+                /* Stuck with an incident: the end event did not complete after all. */
+                x->act_inst_id = open_act;
+                rc = cf_store_hist_end(e->store, open_act, 0, NULL);
+                if (!rc)
+                    rc = save_exec(e, x);
+            }
+            return rc;
         }
         if (el->event == CF_EV_TERMINATE) {
             struct cf_exec *scope = x->parent;
@@ -791,10 +1205,18 @@ static int op_leave(struct cf_engine *e, struct cf_exec *x)
         if (rc)
             return rc;
     }
-    if ((rc = hist_end(e, x, "completed")))
+    /* The activity instance stays open until its outgoing flows are chosen (op_take), so that
+     * an incident there leaves it active, as Camunda shows it. */
+    if (el->async_after && (rc = hist_end(e, x, "completed")))
         return rc;
     if ((rc = drop_locals(e, x)))
         return rc;
+    if (el->n_boundaries) {
+        /* Boundary timers and message subscriptions listen only while the activity runs. */
+        if ((rc = cf_store_jobs_delete_execution(e->store, x->id)) ||
+            (rc = cf_store_subs_delete_execution(e->store, x->id)))
+            return rc;
+    }
     if (el->async_after)
         return cf__job_create(e, x, "async-after", cf_now_ms(), cf__initial_retries(el));
     push(e, x, OP_TAKE);
@@ -863,6 +1285,8 @@ static int op_take(struct cf_engine *e, struct cf_exec *x)
         free(msg);
         goto out;
     }
+    if ((rc = hist_end(e, x, "completed")))
+        goto out;
     if (n == 0) {
         rc = end_token(e, x);
         goto out;
@@ -955,14 +1379,19 @@ static int drain(struct cf_engine *e, struct cf_instance *inst)
 /* --- entry points used by engine.c --- */
 
 int cf__instance_create(struct cf_engine *e, struct cf_definition *def, const char *business_key,
-                        const struct cf_named_val *vars, size_t n_vars, struct cf_instance **out)
+                        const struct cf_named_val *vars, size_t n_vars, const struct cf_elem *start,
+                        struct cf_exec *caller, struct cf_instance **out)
 {
     struct cf_instance *inst = cf_xcalloc(1, sizeof(*inst));
     inst->def = def;
     inst->tenant_id = cf_xstrdup(def->tenant_id);
     inst->business_key = business_key ? cf_xstrdup(business_key) : NULL;
-    int rc = cf_store_instance_insert(e->store, def->id, def->tenant_id, business_key, cf_now_ms(),
-                                      &inst->id);
+    if (caller) {
+        inst->super_instance_id = caller->inst->id;
+        inst->super_exec_id = caller->id;
+    }
+    int rc = cf_store_instance_insert(e->store, def->id, def->tenant_id, business_key,
+                                      caller ? caller->id : 0, cf_now_ms(), &inst->id);
     if (!rc)
         rc = exec_new(e, inst, NULL, NULL, EX_SCOPE, &inst->root);
     if (rc) {
@@ -973,15 +1402,16 @@ int cf__instance_create(struct cf_engine *e, struct cf_definition *def, const ch
     cf__touch(e, inst);
     for (size_t i = 0; i < n_vars && !rc; i++)
         rc = var_set_local(e, inst->root, vars[i].name, &vars[i].val);
-    struct cf_exec *start;
+    struct cf_exec *first;
     if (!rc)
-        rc = exec_new(e, inst, inst->root, def->model->none_start, EX_READY, &start);
-    if (!rc) {
-        push(e, start, OP_ENTER);
-        rc = drain(e, inst);
-    }
+        rc =
+            exec_new(e, inst, inst->root, start ? start : def->model->none_start, EX_READY, &first);
     *out = inst;
-    return rc;
+    if (rc)
+        return rc;
+    push(e, first, OP_ENTER);
+    /* A called instance moves inside its caller's step: the caller drains the agenda. */
+    return caller ? 0 : drain(e, inst);
 }
 
 int cf__run_job(struct cf_engine *e, struct cf_instance *inst, struct cf_exec *x,
@@ -1070,6 +1500,178 @@ int cf__retry_exec(struct cf_engine *e, struct cf_instance *inst, struct cf_exec
         return rc;
     push(e, x, r == RS_LEAVE ? OP_LEAVE : r == RS_TAKE ? OP_TAKE : OP_EXECUTE);
     return drain(e, inst);
+}
+
+static int64_t payload_repeats(const char *payload)
+{
+    int64_t r = 0;
+    if (payload && strncmp(payload, "repeats=", 8) == 0)
+        cf_parse_i64(payload + 8, &r);
+    return r;
+}
+
+/* Schedules the next firing of a cycle timer that still has firings left, reusing its row. */
+static int reschedule(struct cf_engine *e, const struct cf_job_row *job, const struct cf_elem *el,
+                      struct cf_exec *x, bool *again)
+{
+    int64_t left = payload_repeats(job->payload);
+    *again = false;
+    if (el->timer != CF_TIMER_CYCLE || left == 0)
+        return 0;
+    int64_t due, unused;
+    char err[512];
+    if (cf__timer_due(el, x, &due, &unused, err, sizeof(err)) != 0) {
+        cf_log(CF_LOG_WARN, "timer %s: no next firing: %s", el->id, err);
+        return 0;
+    }
+    struct cf_job_row next = *job;
+    char payload[48];
+    snprintf(payload, sizeof(payload), "repeats=%" PRId64, left < 0 ? -1 : left - 1);
+    next.payload = payload;
+    next.due_at = (uint64_t)due;
+    next.lock_owner = NULL;
+    next.attempt = 0;
+    next.retries = cf__initial_retries(el);
+    next.created_at = cf_now_ms();
+    int rc = cf_store_job_insert(e->store, &next);
+    if (!rc && (!e->next_due || next.due_at < e->next_due))
+        e->next_due = next.due_at;
+    *again = true;
+    return rc;
+}
+
+int cf__fire_timer(struct cf_engine *e, const struct cf_job_row *job)
+{
+    char err[512];
+    int rc = cf_store_job_delete(e->store, job->id);
+    if (rc)
+        return rc;
+    if (!job->instance_id) {
+        /* A timer start event: a new instance of the definition it belongs to. */
+        struct cf_definition *def = cf__definition_get(e, job->definition_id, err, sizeof(err));
+        const struct cf_elem *el = def ? cf_model_find(def->model, job->activity_id) : NULL;
+        if (!el) {
+            cf_log(CF_LOG_ERROR, "timer start job=%" PRId64 ": %s", job->id,
+                   def ? "start event not found" : err);
+            return 0;
+        }
+        bool again;
+        if ((rc = reschedule(e, job, el, NULL, &again)))
+            return rc;
+        struct cf_instance *inst;
+        rc = cf__instance_create(e, def, NULL, NULL, 0, el, NULL, &inst);
+        if (!rc)
+            cf_log(CF_LOG_INFO, "timer %s started instance=%" PRId64 " of %s", el->id, inst->id,
+                   def->key);
+        return rc;
+    }
+    struct cf_instance *inst = cf__instance_get(e, job->instance_id, err, sizeof(err));
+    if (!inst || inst->ended)
+        return 0;
+    struct cf_exec *x = cf__exec_find(inst, job->execution_id);
+    const struct cf_elem *el = cf_model_find(inst->def->model, job->activity_id);
+    if (!x || x->dead || !el || x->act_inst_id != job->act_inst_id)
+        return 0;
+    cf__touch(e, inst);
+    inst->steps = 0;
+    if (el->type == CF_EL_INTERMEDIATE_CATCH) {
+        if (x->state != EX_WAITING || x->elem != el)
+            return 0;
+        x->state = EX_READY;
+        push(e, x, OP_LEAVE);
+    } else if (el->type == CF_EL_BOUNDARY_EVENT) {
+        if (x->elem != el->attached_to)
+            return 0;
+        bool again = false;
+        if (!el->cancel_activity && (rc = reschedule(e, job, el, x, &again)))
+            return rc;
+        if ((rc = take_boundary(e, x, el)))
+            return rc;
+    } else {
+        return 0;
+    }
+    return drain(e, inst);
+}
+
+int cf__deliver_message(struct cf_engine *e, const struct cf_sub_row *sub, const char *business_key,
+                        const struct cf_named_val *vars, size_t n_vars, int64_t *instance_id)
+{
+    char err[512];
+    int rc;
+    if (!sub->instance_id) {
+        struct cf_definition *def = cf__definition_get(e, sub->definition_id, err, sizeof(err));
+        const struct cf_elem *el = def ? cf_model_find(def->model, sub->activity_id) : NULL;
+        if (!el) {
+            cf_log(CF_LOG_ERROR, "message start subscription %" PRId64 ": %s", sub->id,
+                   def ? "start event not found" : err);
+            return CF_ENOENT;
+        }
+        struct cf_instance *inst;
+        rc = cf__instance_create(e, def, business_key, vars, n_vars, el, NULL, &inst);
+        if (!rc)
+            *instance_id = inst->id;
+        return rc;
+    }
+    struct cf_instance *inst = cf__instance_get(e, sub->instance_id, err, sizeof(err));
+    if (!inst || inst->ended)
+        return CF_ENOENT;
+    struct cf_exec *x = cf__exec_find(inst, sub->execution_id);
+    const struct cf_elem *el = cf_model_find(inst->def->model, sub->activity_id);
+    if (!x || x->dead || !el || x->act_inst_id != sub->act_inst_id)
+        return CF_ENOENT;
+    cf__touch(e, inst);
+    inst->steps = 0;
+    *instance_id = inst->id;
+    rc = 0;
+    if (el->type == CF_EL_BOUNDARY_EVENT) {
+        struct cf_exec *scope = x->parent;
+        for (size_t i = 0; i < n_vars && !rc; i++)
+            rc = cf__var_set(e, scope, vars[i].name, &vars[i].val);
+        if (!rc && el->cancel_activity)
+            rc = cf_store_sub_delete(e->store, sub->id);
+        if (!rc)
+            rc = take_boundary(e, x, el);
+    } else {
+        rc = cf_store_sub_delete(e->store, sub->id);
+        for (size_t i = 0; i < n_vars && !rc; i++)
+            rc = cf__var_set(e, x, vars[i].name, &vars[i].val);
+        if (!rc) {
+            x->state = EX_READY;
+            push(e, x, OP_LEAVE);
+        }
+    }
+    if (rc)
+        return rc;
+    return drain(e, inst);
+}
+
+int cf__schedule_start_events(struct cf_engine *e, struct cf_definition *def)
+{
+    int rc = cf_store_jobs_delete_start_timers(e->store, def->tenant_id, def->key);
+    if (!rc)
+        rc = cf_store_subs_delete_start(e->store, def->tenant_id, def->key);
+    for (size_t i = 0; i < def->model->n_start_events && !rc; i++) {
+        const struct cf_elem *el = def->model->start_events[i];
+        if (el->event == CF_EV_TIMER) {
+            int64_t due, repeats;
+            char err[512];
+            rc = cf__timer_due(el, NULL, &due, &repeats, err, sizeof(err));
+            if (rc) {
+                cf_log(CF_LOG_ERROR, "process %s: %s", def->key, err);
+                return CF_EINVALID;
+            }
+            rc = timer_job(e, NULL, el, def->id, due, repeats);
+        } else if (el->event == CF_EV_MESSAGE) {
+            struct cf_sub_row r = {
+                .name = el->message_name,
+                .tenant_id = def->tenant_id,
+                .definition_id = def->id,
+                .activity_id = el->id,
+            };
+            rc = cf_store_sub_insert(e->store, &r, NULL);
+        }
+    }
+    return rc;
 }
 
 /* --- loading from the store --- */
@@ -1166,6 +1768,8 @@ struct cf_instance *cf__instance_get(struct cf_engine *e, int64_t id, char *err,
     inst->tenant_id = row.tenant_id;
     inst->business_key = row.business_key;
     inst->ended = strcmp(row.state, "ACTIVE") != 0;
+    inst->super_instance_id = row.super_instance_id;
+    inst->super_exec_id = row.super_execution_id;
     free(row.state);
     struct load_ctx lc = {.inst = inst, .err = err, .errlen = errlen};
     cf_imap_init(&lc.by_id);

@@ -63,15 +63,27 @@ enum stmt_id {
     ST_PARAM_DELETE,
     ST_PARAM_LIST,
     ST_PARAM_LIST_ACT,
+    ST_INST_CHILDREN,
+    ST_JOB_DELETE_START_TIMERS,
+    ST_SUB_INSERT,
+    ST_SUB_DELETE,
+    ST_SUB_DELETE_EXEC,
+    ST_SUB_DELETE_START,
+    ST_SUB_FIND,
+    ST_SUB_FIND_BK,
+    ST_SUB_OF_INSTANCE,
     ST__COUNT
 };
 
 #define DEF_COLS                                                                                   \
     "id, key, version, tenant_id, name, deployment_id, resource_name, sha256, deployed_at"
-#define INST_COLS "id, definition_id, tenant_id, business_key, state, started_at, ended_at"
+#define INST_COLS                                                                                  \
+    "id, definition_id, tenant_id, business_key, state, started_at, ended_at, "                    \
+    "super_execution_id, "                                                                         \
+    "super_instance_id"
 #define JOB_COLS                                                                                   \
     "id, type, instance_id, execution_id, activity_id, act_inst_id, due_at, retries, attempt, "    \
-    "lock_owner, lock_expires_at, last_error, payload, created_at"
+    "lock_owner, lock_expires_at, last_error, payload, created_at, definition_id"
 #define INC_COLS                                                                                   \
     "id, type, instance_id, execution_id, activity_id, job_id, message, created_at, resolved_at"
 
@@ -115,9 +127,10 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_VAR_DELETE] = "DELETE FROM variable WHERE execution_id = ? AND name = ?",
     [ST_VAR_LOAD] = "SELECT execution_id, name, type, value FROM variable WHERE instance_id = ? "
                     "ORDER BY execution_id, name",
-    [ST_JOB_INSERT] = "INSERT INTO job(type, instance_id, execution_id, activity_id, act_inst_id, "
-                      "due_at, retries, attempt, lock_owner, lock_expires_at, last_error, payload, "
-                      "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    [ST_JOB_INSERT] =
+        "INSERT INTO job(type, instance_id, execution_id, activity_id, act_inst_id, "
+        "due_at, retries, attempt, lock_owner, lock_expires_at, last_error, payload, "
+        "created_at, definition_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     [ST_JOB_DELETE] = "DELETE FROM job WHERE id = ?",
     [ST_JOB_GET] = "SELECT " JOB_COLS " FROM job WHERE id = ?",
     [ST_JOB_FAIL] = "UPDATE job SET retries = ?, attempt = ?, due_at = ?, last_error = ?, "
@@ -153,6 +166,29 @@ static const char *const stmt_sql[ST__COUNT] = {
                         "activity_id = ? AND name = ?",
     [ST_PARAM_LIST] = "SELECT activity_id, name, value FROM task_param WHERE tenant_id = ? AND "
                       "process_key = ? ORDER BY activity_id, name",
+    [ST_INST_CHILDREN] = "SELECT " INST_COLS " FROM process_instance WHERE super_execution_id = ? "
+                         "AND state = 'ACTIVE' ORDER BY id",
+    [ST_JOB_DELETE_START_TIMERS] =
+        "DELETE FROM job WHERE definition_id IN (SELECT id FROM process_definition WHERE "
+        "tenant_id = ? AND key = ?)",
+    [ST_SUB_INSERT] = "INSERT INTO event_subscription(type, name, tenant_id, definition_id, "
+                      "instance_id, execution_id, activity_id, act_inst_id, created_at) VALUES "
+                      "('message', ?, ?, ?, ?, ?, ?, ?, ?)",
+    [ST_SUB_DELETE] = "DELETE FROM event_subscription WHERE id = ?",
+    [ST_SUB_DELETE_EXEC] = "DELETE FROM event_subscription WHERE execution_id = ?",
+    [ST_SUB_DELETE_START] = "DELETE FROM event_subscription WHERE definition_id IN (SELECT id FROM "
+                            "process_definition WHERE tenant_id = ? AND key = ?)",
+    [ST_SUB_FIND] = "SELECT id, name, tenant_id, definition_id, instance_id, execution_id, "
+                    "activity_id, act_inst_id FROM event_subscription WHERE tenant_id = ? AND "
+                    "name = ? ORDER BY id",
+    [ST_SUB_FIND_BK] =
+        "SELECT s.id, s.name, s.tenant_id, s.definition_id, s.instance_id, s.execution_id, "
+        "s.activity_id, s.act_inst_id FROM event_subscription s LEFT JOIN process_instance p ON "
+        "p.id = s.instance_id WHERE s.tenant_id = ?1 AND s.name = ?2 AND (s.instance_id IS NULL "
+        "OR p.business_key = ?3) ORDER BY s.id",
+    [ST_SUB_OF_INSTANCE] = "SELECT id, name, tenant_id, definition_id, instance_id, execution_id, "
+                           "activity_id, act_inst_id FROM event_subscription WHERE "
+                           "instance_id = ? ORDER BY id",
     [ST_PARAM_LIST_ACT] = "SELECT activity_id, name, value FROM task_param WHERE tenant_id = ? AND "
                           "process_key = ? AND activity_id = ? ORDER BY name",
 };
@@ -581,16 +617,20 @@ static void read_inst(sqlite3_stmt *p, struct cf_inst_row *r)
     r->state = col_text(p, 4);
     r->started_at = (uint64_t)sqlite3_column_int64(p, 5);
     r->ended_at = (uint64_t)sqlite3_column_int64(p, 6);
+    r->super_execution_id = sqlite3_column_int64(p, 7);
+    r->super_instance_id = sqlite3_column_int64(p, 8);
 }
 
 int cf_store_instance_insert(struct cf_store *s, int64_t definition_id, const char *tenant_id,
-                             const char *business_key, uint64_t now, int64_t *id)
+                             const char *business_key, int64_t super_execution_id, uint64_t now,
+                             int64_t *id)
 {
     sqlite3_stmt *p = st(s, ST_INST_INSERT);
     sqlite3_bind_int64(p, 1, definition_id);
     bind_text(p, 2, tenant_id ? tenant_id : "");
     bind_text(p, 3, business_key);
     sqlite3_bind_int64(p, 4, (sqlite3_int64)now);
+    bind_id(p, 5, super_execution_id);
     int rc = run(s, p);
     if (!rc)
         *id = sqlite3_last_insert_rowid(s->db);
@@ -842,6 +882,7 @@ static void read_job(sqlite3_stmt *p, struct cf_job_row *r)
     r->last_error = col_text(p, 11);
     r->payload = col_text(p, 12);
     r->created_at = (uint64_t)sqlite3_column_int64(p, 13);
+    r->definition_id = sqlite3_column_int64(p, 14);
 }
 
 int cf_store_job_insert(struct cf_store *s, struct cf_job_row *r)
@@ -861,6 +902,7 @@ int cf_store_job_insert(struct cf_store *s, struct cf_job_row *r)
     bind_text(p, 11, r->last_error);
     bind_text(p, 12, r->payload);
     sqlite3_bind_int64(p, 13, (sqlite3_int64)r->created_at);
+    bind_id(p, 14, r->definition_id);
     int rc = run(s, p);
     if (!rc)
         r->id = sqlite3_last_insert_rowid(s->db);
@@ -979,6 +1021,117 @@ int cf_store_jobs_delete_execution(struct cf_store *s, int64_t execution_id)
     return run(s, p);
 }
 
+int cf_store_jobs_delete_start_timers(struct cf_store *s, const char *tenant_id, const char *key)
+{
+    sqlite3_stmt *p = st(s, ST_JOB_DELETE_START_TIMERS);
+    bind_text(p, 1, tenant_id ? tenant_id : "");
+    bind_text(p, 2, key);
+    return run(s, p);
+}
+
+int cf_store_instance_children(struct cf_store *s, int64_t super_execution_id, cf_inst_row_fn fn,
+                               void *arg)
+{
+    sqlite3_stmt *p = st(s, ST_INST_CHILDREN);
+    sqlite3_bind_int64(p, 1, super_execution_id);
+    int rc;
+    while ((rc = sqlite3_step(p)) == SQLITE_ROW) {
+        struct cf_inst_row r;
+        read_inst(p, &r);
+        int e = fn(arg, &r);
+        cf_inst_row_free(&r);
+        if (e) {
+            sqlite3_reset(p);
+            return e;
+        }
+    }
+    sqlite3_reset(p);
+    return map_rc(rc);
+}
+
+/* --- message subscriptions --- */
+
+int cf_store_sub_insert(struct cf_store *s, const struct cf_sub_row *r, int64_t *id)
+{
+    sqlite3_stmt *p = st(s, ST_SUB_INSERT);
+    bind_text(p, 1, r->name);
+    bind_text(p, 2, r->tenant_id ? r->tenant_id : "");
+    bind_id(p, 3, r->definition_id);
+    bind_id(p, 4, r->instance_id);
+    bind_id(p, 5, r->execution_id);
+    bind_text(p, 6, r->activity_id);
+    bind_id(p, 7, r->act_inst_id);
+    sqlite3_bind_int64(p, 8, (sqlite3_int64)cf_now_ms());
+    int rc = run(s, p);
+    if (!rc && id)
+        *id = sqlite3_last_insert_rowid(s->db);
+    return rc;
+}
+
+int cf_store_sub_delete(struct cf_store *s, int64_t id)
+{
+    sqlite3_stmt *p = st(s, ST_SUB_DELETE);
+    sqlite3_bind_int64(p, 1, id);
+    return run(s, p);
+}
+
+int cf_store_subs_delete_execution(struct cf_store *s, int64_t execution_id)
+{
+    sqlite3_stmt *p = st(s, ST_SUB_DELETE_EXEC);
+    sqlite3_bind_int64(p, 1, execution_id);
+    return run(s, p);
+}
+
+int cf_store_subs_delete_start(struct cf_store *s, const char *tenant_id, const char *key)
+{
+    sqlite3_stmt *p = st(s, ST_SUB_DELETE_START);
+    bind_text(p, 1, tenant_id ? tenant_id : "");
+    bind_text(p, 2, key);
+    return run(s, p);
+}
+
+static int sub_rows(sqlite3_stmt *p, cf_sub_row_fn fn, void *arg)
+{
+    int rc;
+    while ((rc = sqlite3_step(p)) == SQLITE_ROW) {
+        struct cf_sub_row r = {
+            .id = sqlite3_column_int64(p, 0),
+            .name = col_ctext(p, 1),
+            .tenant_id = col_ctext(p, 2),
+            .definition_id = sqlite3_column_int64(p, 3),
+            .instance_id = sqlite3_column_int64(p, 4),
+            .execution_id = sqlite3_column_int64(p, 5),
+            .activity_id = col_ctext(p, 6),
+            .act_inst_id = sqlite3_column_int64(p, 7),
+        };
+        int e = fn(arg, &r);
+        if (e) {
+            sqlite3_reset(p);
+            return e;
+        }
+    }
+    sqlite3_reset(p);
+    return map_rc(rc);
+}
+
+int cf_store_subs_find(struct cf_store *s, const char *tenant_id, const char *name,
+                       const char *business_key, cf_sub_row_fn fn, void *arg)
+{
+    sqlite3_stmt *p = st(s, business_key ? ST_SUB_FIND_BK : ST_SUB_FIND);
+    bind_text(p, 1, tenant_id ? tenant_id : "");
+    bind_text(p, 2, name);
+    if (business_key)
+        bind_text(p, 3, business_key);
+    return sub_rows(p, fn, arg);
+}
+
+int cf_store_subs_of_instance(struct cf_store *s, int64_t instance_id, cf_sub_row_fn fn, void *arg)
+{
+    sqlite3_stmt *p = st(s, ST_SUB_OF_INSTANCE);
+    sqlite3_bind_int64(p, 1, instance_id);
+    return sub_rows(p, fn, arg);
+}
+
 /* --- incidents --- */
 
 void cf_incident_row_free(struct cf_incident_row *r)
@@ -1090,7 +1243,11 @@ int cf_store_hist_start(struct cf_store *s, int64_t instance_id, int64_t executi
 int cf_store_hist_end(struct cf_store *s, int64_t id, uint64_t now, const char *end_state)
 {
     sqlite3_stmt *p = st(s, ST_HIST_END);
-    sqlite3_bind_int64(p, 1, (sqlite3_int64)now);
+    /* No end state reopens the activity instance (ended_at NULL). */
+    if (end_state)
+        sqlite3_bind_int64(p, 1, (sqlite3_int64)now);
+    else
+        sqlite3_bind_null(p, 1);
     bind_text(p, 2, end_state);
     sqlite3_bind_int64(p, 3, id);
     return run(s, p);

@@ -82,14 +82,20 @@ struct cf_inst_row {
     char *business_key;
     char *state;
     uint64_t started_at;
-    uint64_t ended_at; /* 0 while running */
+    uint64_t ended_at;          /* 0 while running */
+    int64_t super_execution_id; /* the call activity's execution in the parent, or 0 */
+    int64_t super_instance_id;  /* the parent instance, or 0 */
 };
 void cf_inst_row_free(struct cf_inst_row *r);
+typedef int (*cf_inst_row_fn)(void *arg, const struct cf_inst_row *r);
 int cf_store_instance_insert(struct cf_store *s, int64_t definition_id, const char *tenant_id,
-                             const char *business_key, uint64_t now, int64_t *id);
+                             const char *business_key, int64_t super_execution_id, uint64_t now,
+                             int64_t *id);
+/* Active instances called by the call activity execution `super_execution_id`. */
+int cf_store_instance_children(struct cf_store *s, int64_t super_execution_id, cf_inst_row_fn fn,
+                               void *arg);
 int cf_store_instance_end(struct cf_store *s, int64_t id, const char *state, uint64_t now);
 int cf_store_instance_get(struct cf_store *s, int64_t id, struct cf_inst_row *out);
-typedef int (*cf_inst_row_fn)(void *arg, const struct cf_inst_row *r);
 /* state may be NULL for all. */
 int cf_store_instance_list(struct cf_store *s, const char *state, cf_inst_row_fn fn, void *arg);
 
@@ -137,6 +143,7 @@ struct cf_job_row {
     char *last_error;
     char *payload;
     uint64_t created_at;
+    int64_t definition_id; /* timer start jobs: the definition they start */
 };
 void cf_job_row_free(struct cf_job_row *r);
 /* Inserts r (id ignored, set on return). */
@@ -159,6 +166,30 @@ int cf_store_jobs_due(struct cf_store *s, uint64_t now, int limit, cf_job_row_fn
 int cf_store_jobs_next_due(struct cf_store *s, uint64_t *due);
 int cf_store_jobs_of_instance(struct cf_store *s, int64_t instance_id, cf_job_row_fn fn, void *arg);
 int cf_store_jobs_delete_execution(struct cf_store *s, int64_t execution_id);
+/* Deletes the timer start jobs of every version of `key` (a new version brings its own). */
+int cf_store_jobs_delete_start_timers(struct cf_store *s, const char *tenant_id, const char *key);
+
+/* Message subscriptions. */
+struct cf_sub_row {
+    int64_t id;
+    const char *name;
+    const char *tenant_id;
+    int64_t definition_id; /* message start events */
+    int64_t instance_id;
+    int64_t execution_id;
+    const char *activity_id;
+    int64_t act_inst_id;
+};
+int cf_store_sub_insert(struct cf_store *s, const struct cf_sub_row *r, int64_t *id);
+int cf_store_sub_delete(struct cf_store *s, int64_t id);
+int cf_store_subs_delete_execution(struct cf_store *s, int64_t execution_id);
+int cf_store_subs_delete_start(struct cf_store *s, const char *tenant_id, const char *key);
+typedef int (*cf_sub_row_fn)(void *arg, const struct cf_sub_row *r);
+/* Subscriptions to message `name`, oldest first; with a business key, instance subscriptions
+ * only of instances with that key (start subscriptions are always listed). */
+int cf_store_subs_find(struct cf_store *s, const char *tenant_id, const char *name,
+                       const char *business_key, cf_sub_row_fn fn, void *arg);
+int cf_store_subs_of_instance(struct cf_store *s, int64_t instance_id, cf_sub_row_fn fn, void *arg);
 
 /* Incidents. */
 struct cf_incident_row {
@@ -199,6 +230,7 @@ struct cf_hist_row {
 int cf_store_hist_start(struct cf_store *s, int64_t instance_id, int64_t execution_id,
                         const char *activity_id, const char *activity_type,
                         const char *activity_name, uint64_t now, int64_t *id);
+/* Ends an activity instance; end_state NULL reopens it. */
 int cf_store_hist_end(struct cf_store *s, int64_t id, uint64_t now, const char *end_state);
 int cf_store_hist_set_execution(struct cf_store *s, int64_t id, int64_t execution_id);
 typedef int (*cf_hist_row_fn)(void *arg, const struct cf_hist_row *r);

@@ -46,6 +46,13 @@ static const char *usage_text =
     "                                     retry an incident and run until the instance ends or\n"
     "                                     waits again\n"
     "  trace INSTANCE --db PATH           print the trace of an instance\n"
+    "  correlate MESSAGE [--business-key KEY] [--match NAME[:TYPE]=VALUE]...\n"
+    "      [--var NAME[:TYPE]=VALUE]... [--all] [--wait] [--timeout S] --db PATH\n"
+    "                                     deliver a message to the instance waiting for it (or\n"
+    "                                     start one at a message start event)\n"
+    "  resume [--wait] [--timeout S] --db PATH\n"
+    "                                     run what is due in a database (after a stop or crash);\n"
+    "                                     with --wait, go on until every instance has ended\n"
     "\n"
     "TYPE is String (default), Long, Double, Boolean, Json or Null.\n"
     "Plug-ins are loaded from --plugins, $CERTFLOW_PLUGINS, or the plugins folder next to the\n"
@@ -101,14 +108,28 @@ struct session {
     bool ended;
     bool wait;
     uv_timer_t timeout;
+    uv_timer_t keepalive;
     bool timed_out;
+    bool all_ended;
+    bool until_all_ended; /* resume --wait: stop when no instance is active any more */
 };
+
+static int count_active(void *arg, const struct cf_inst_row *r);
 
 static void on_ended(void *arg, int64_t instance_id, const char *state)
 {
     struct session *s = arg;
     (void)state;
-    if (instance_id == s->watch_instance) {
+    if (s->until_all_ended) {
+        int active = 0;
+        cf_store_instance_list(cf_engine_store(s->engine), "ACTIVE", count_active, &active);
+        if (!active) {
+            s->all_ended = true;
+            uv_stop(&s->loop);
+        }
+        return;
+    }
+    if (instance_id && instance_id == s->watch_instance) {
         s->ended = true;
         uv_stop(&s->loop);
     }
@@ -152,15 +173,25 @@ static int session_open(struct session *s, struct globals *g, const char *db)
     struct cf_engine_observer obs = {.instance_ended = on_ended, .idle = on_idle, .arg = s};
     cf_engine_set_observer(s->engine, &obs);
     uv_timer_init(&s->loop, &s->timeout);
+    uv_timer_init(&s->loop, &s->keepalive);
     s->timeout.data = s;
     return 0;
+}
+
+static void keepalive_cb(uv_timer_t *t)
+{
+    (void)t;
 }
 
 static void session_close(struct session *s)
 {
     cf_engine_close(s->engine);
     uv_close((uv_handle_t *)&s->timeout, NULL);
-    uv_run(&s->loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&s->keepalive, NULL);
+    /* A uv_stop() left over from an observer makes one uv_run return early: run until every
+     * handle is closed. */
+    while (uv_run(&s->loop, UV_RUN_DEFAULT) != 0) {
+    }
     if (uv_loop_close(&s->loop) != 0)
         fprintf(stderr, "certflow: warning: event loop still had open handles\n");
     if (s->temp_db) {
@@ -175,16 +206,22 @@ static void session_close(struct session *s)
 }
 
 /* Runs the loop until the watched instance ends, nothing is runnable (unless --wait), or the
- * timeout passes. */
+ * timeout passes. With --wait a keep-alive timer holds the loop open while the engine only waits
+ * for the clock. */
 static void session_run(struct session *s, double timeout_s)
 {
-    if (s->ended)
-        return;
     if (timeout_s > 0)
         uv_timer_start(&s->timeout, on_timeout, (uint64_t)(timeout_s * 1000.0), 0);
-    if (!cf_engine_is_idle(s->engine) || s->wait)
-        uv_run(&s->loop, UV_RUN_DEFAULT);
+    if (s->wait)
+        uv_timer_start(&s->keepalive, keepalive_cb, 1000, 1000);
+    while (!s->ended && !s->timed_out && !s->all_ended) {
+        if (!s->wait && cf_engine_is_idle(s->engine))
+            break;
+        if (uv_run(&s->loop, UV_RUN_DEFAULT) == 0 && cf_engine_is_idle(s->engine))
+            break;
+    }
     uv_timer_stop(&s->timeout);
+    uv_timer_stop(&s->keepalive);
 }
 
 /* --- trace --- */
@@ -289,7 +326,8 @@ static int print_trace(struct cf_store *st, int64_t instance_id, FILE *out)
     struct var_lines vl = {0};
     cf_store_exec_load(st, instance_id, first_exec, &vl.root);
     cf_store_var_load(st, instance_id, collect_var, &vl);
-    qsort(vl.items, vl.n, sizeof(*vl.items), cmp_var_line);
+    if (vl.n)
+        qsort(vl.items, vl.n, sizeof(*vl.items), cmp_var_line);
     for (size_t i = 0; i < vl.n; i++) {
         fprintf(out, "  %s = %s\n", vl.items[i].name, vl.items[i].text);
         free(vl.items[i].name);
@@ -861,6 +899,151 @@ static int cmd_trace(struct globals *g, int argc, char **argv)
     return rc;
 }
 
+static void free_vars(struct cf_named_val *vars, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free((char *)vars[i].name);
+        cf_val_free(&vars[i].val);
+    }
+    free(vars);
+}
+
+static int print_instance_result(int64_t id, struct cf_store *st)
+{
+    struct cf_inst_row r;
+    if (cf_store_instance_get(st, id, &r) != 0)
+        return 1;
+    printf("instance %" PRId64 ": %s\n", id, r.state);
+    cf_inst_row_free(&r);
+    return 0;
+}
+
+static int cmd_correlate(struct globals *g, int argc, char **argv)
+{
+    const char *db = NULL, *bkey = NULL;
+    bool all = false, wait = false;
+    double timeout_s = 0;
+    struct cf_named_val *vars = NULL, *match = NULL;
+    size_t n_vars = 0, n_match = 0;
+    static const struct option opts[] = {
+        {"db", required_argument, NULL, 'd'},      {"business-key", required_argument, NULL, 'b'},
+        {"match", required_argument, NULL, 'm'},   {"var", required_argument, NULL, 'v'},
+        {"all", no_argument, NULL, 'a'},           {"wait", no_argument, NULL, 'w'},
+        {"timeout", required_argument, NULL, 't'}, {0, 0, 0, 0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd':
+            db = optarg;
+            break;
+        case 'b':
+            bkey = optarg;
+            break;
+        case 'm':
+            match = cf_xrealloc(match, (n_match + 1) * sizeof(*match));
+            parse_var(optarg, &match[n_match++]);
+            break;
+        case 'v':
+            vars = cf_xrealloc(vars, (n_vars + 1) * sizeof(*vars));
+            parse_var(optarg, &vars[n_vars++]);
+            break;
+        case 'a':
+            all = true;
+            break;
+        case 'w':
+            wait = true;
+            break;
+        case 't':
+            if (cf_parse_double(optarg, &timeout_s) != 0 || timeout_s <= 0)
+                usage_error("--timeout needs a positive number of seconds");
+            break;
+        default:
+            usage_error("correlate: unknown option");
+        }
+    }
+    if (!db || optind != argc - 1)
+        usage_error("correlate needs one MESSAGE name and --db PATH");
+    struct session s;
+    int result = 1;
+    if (session_open(&s, g, db) == 0) {
+        s.wait = wait;
+        struct cf_correlation corr = {.message = argv[optind],
+                                      .business_key = bkey,
+                                      .match = match,
+                                      .n_match = n_match,
+                                      .vars = vars,
+                                      .n_vars = n_vars,
+                                      .all = all};
+        int64_t ids[64];
+        size_t n = 0;
+        char err[1024];
+        if (cf_engine_correlate(s.engine, &corr, ids, CF_ARRAY_LEN(ids), &n, err, sizeof(err)) !=
+            0) {
+            fprintf(stderr, "certflow: %s\n", err);
+        } else {
+            s.watch_instance = n == 1 ? ids[0] : 0;
+            session_run(&s, timeout_s);
+            printf("message %s delivered to %zu instance%s\n", argv[optind], n, n == 1 ? "" : "s");
+            for (size_t i = 0; i < n && i < CF_ARRAY_LEN(ids); i++)
+                print_instance_result(ids[i], cf_engine_store(s.engine));
+            result = 0;
+        }
+        session_close(&s);
+    }
+    free_vars(vars, n_vars);
+    free_vars(match, n_match);
+    return result;
+}
+
+static int count_active(void *arg, const struct cf_inst_row *r)
+{
+    (void)r;
+    (*(int *)arg)++;
+    return 0;
+}
+
+static int cmd_resume(struct globals *g, int argc, char **argv)
+{
+    const char *db = NULL;
+    bool wait = false;
+    double timeout_s = 0;
+    static const struct option opts[] = {{"db", required_argument, NULL, 'd'},
+                                         {"wait", no_argument, NULL, 'w'},
+                                         {"timeout", required_argument, NULL, 't'},
+                                         {0, 0, 0, 0}};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (c == 'd')
+            db = optarg;
+        else if (c == 'w')
+            wait = true;
+        else if (c == 't') {
+            if (cf_parse_double(optarg, &timeout_s) != 0 || timeout_s <= 0)
+                usage_error("--timeout needs a positive number of seconds");
+        } else
+            usage_error("resume: unknown option");
+    }
+    if (!db || optind != argc)
+        usage_error("resume needs --db PATH");
+    struct session s;
+    if (session_open(&s, g, db) != 0)
+        return 1;
+    s.wait = wait;
+    s.until_all_ended = wait;
+    int active = 0;
+    cf_store_instance_list(cf_engine_store(s.engine), "ACTIVE", count_active, &active);
+    if (active || !cf_engine_is_idle(s.engine))
+        session_run(&s, timeout_s);
+    active = 0;
+    cf_store_instance_list(cf_engine_store(s.engine), "ACTIVE", count_active, &active);
+    printf("%d instance%s still active%s\n", active, active == 1 ? "" : "s",
+           s.timed_out ? " (timeout reached)" : "");
+    session_close(&s);
+    return active && wait ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     struct globals g = {0};
@@ -904,6 +1087,10 @@ int main(int argc, char **argv)
         return cmd_retry(&g, sub_argc, sub_argv);
     if (strcmp(cmd, "trace") == 0)
         return cmd_trace(&g, sub_argc, sub_argv);
+    if (strcmp(cmd, "correlate") == 0)
+        return cmd_correlate(&g, sub_argc, sub_argv);
+    if (strcmp(cmd, "resume") == 0)
+        return cmd_resume(&g, sub_argc, sub_argv);
     usage_error("unknown command '%s'", cmd);
     return 2;
 }

@@ -118,7 +118,7 @@ static void test_rows_survive_reopen_and_rollback_discards(void **state)
     assert_int_equal(def.version, 1);
     assert_int_equal(cf_store_def_insert(s, &def), 0);
     assert_int_equal(def.version, 2);
-    assert_int_equal(cf_store_instance_insert(s, def.id, "", "bk", 5, &inst), 0);
+    assert_int_equal(cf_store_instance_insert(s, def.id, "", "bk", 0, 5, &inst), 0);
     assert_int_equal(cf_store_exec_insert(s, inst, 0, NULL, "SCOPE", 0, 1, &ex), 0);
     struct cf_val v = CF_VAL_NULL_INIT;
     cf_val_set_bytes(&v, (const uint8_t *)"\0\1\2", 3);
@@ -169,7 +169,7 @@ static void test_constraints_hold(void **state)
     int64_t id;
     /* Foreign keys are on: an instance of a definition that does not exist is refused. */
     assert_int_equal(cf_store_begin(s), 0);
-    assert_int_equal(cf_store_instance_insert(s, 424242, "", NULL, 1, &id), CF_EEXIST);
+    assert_int_equal(cf_store_instance_insert(s, 424242, "", NULL, 0, 1, &id), CF_EEXIST);
     assert_int_equal(cf_store_rollback(s), 0);
     cf_store_close(s);
 }
