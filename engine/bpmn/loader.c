@@ -36,6 +36,8 @@
 
 /* More problems than this in one file are noise; the rest is summarised in one line. */
 #define MAX_DIAGS 100
+/* Camunda Modeler writes at most a dozen or two attributes on an element. */
+#define MAX_ATTRS_PER_ELEMENT 256
 
 /* ---- one call of cf_bpmn_load ---- */
 
@@ -268,6 +270,67 @@ static const char *compression_name(const uint8_t *p, size_t len)
     return NULL;
 }
 
+static bool starts_with(const uint8_t *p, const uint8_t *end, const char *s)
+{
+    size_t n = strlen(s);
+    return (size_t)(end - p) >= n && memcmp(p, s, n) == 0;
+}
+
+/* libxml2 2.9 checks each attribute of a start tag against all earlier ones, so one element
+ * with 300,000 attributes (a 4 MiB file) costs minutes of CPU before any callback of ours runs.
+ * This linear scan counts the '=' signs of each tag outside quoted values, which is the number
+ * of attributes and namespace declarations in well-formed XML; it leaves everything else,
+ * including deciding what is well-formed, to libxml2. Returns the line of the first tag with too
+ * many, or 0. */
+static int find_attribute_flood(const uint8_t *p, size_t len)
+{
+    const uint8_t *end = p + len;
+    int line = 1;
+    while (p < end) {
+        if (*p == '\n')
+            line++;
+        if (*p != '<') {
+            p++;
+            continue;
+        }
+        /* Skip markup that holds no attributes but may hold '=' or '>'. */
+        const char *close = NULL;
+        if (starts_with(p, end, "<!--"))
+            close = "-->";
+        else if (starts_with(p, end, "<![CDATA["))
+            close = "]]>";
+        else if (starts_with(p, end, "<?"))
+            close = "?>";
+        if (close) {
+            size_t n = strlen(close);
+            for (p++; p < end && !starts_with(p, end, close); p++)
+                line += *p == '\n';
+            p += n;
+            continue;
+        }
+        int tag_line = line;
+        unsigned attrs = 0;
+        uint8_t quote = 0;
+        for (p++; p < end; p++) {
+            if (*p == '\n')
+                line++;
+            if (quote) {
+                if (*p == quote)
+                    quote = 0;
+            } else if (*p == '"' || *p == '\'') {
+                quote = *p;
+            } else if (*p == '=') {
+                if (++attrs > MAX_ATTRS_PER_ELEMENT)
+                    return tag_line;
+            } else if (*p == '>') {
+                p++;
+                break;
+            }
+        }
+    }
+    return 0;
+}
+
 /* Parses the bytes into a tree, or returns NULL with the reasons reported. */
 static xmlDocPtr parse_xml(struct load *ld, const uint8_t *bytes, size_t len)
 {
@@ -287,6 +350,11 @@ static xmlDocPtr parse_xml(struct load *ld, const uint8_t *bytes, size_t len)
         report(ld, 0, NULL,
                "the file is %s-compressed data, not XML; compressed BPMN files are not accepted",
                packed);
+        return NULL;
+    }
+    int flood = find_attribute_flood(bytes, len);
+    if (flood) {
+        report(ld, flood, NULL, "an element has more than %d attributes", MAX_ATTRS_PER_ELEMENT);
         return NULL;
     }
 

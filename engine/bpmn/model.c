@@ -41,23 +41,27 @@ void cf_diags_add(struct cf_diags *d, int line, const char *element_id, const ch
         d->cap = d->cap ? d->cap * 2 : 8;
         d->items = cf_xrealloc(d->items, d->cap * sizeof(*d->items));
     }
-    struct cf_buf msg;
-    cf_buf_init(&msg);
+    /* Most messages fit the stack buffer; longer ones are formatted a second time. */
+    char small[256];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(small, sizeof(small), fmt, ap);
     va_end(ap);
-    if (n > 0) {
-        cf_buf_reserve(&msg, (size_t)n);
+    char *msg;
+    if (n < 0) {
+        msg = cf_xstrdup("");
+    } else if ((size_t)n < sizeof(small)) {
+        msg = cf_xstrdup(small);
+    } else {
+        msg = cf_xmalloc((size_t)n + 1);
         va_start(ap, fmt);
-        vsnprintf(msg.data, (size_t)n + 1, fmt, ap);
+        vsnprintf(msg, (size_t)n + 1, fmt, ap);
         va_end(ap);
-        msg.len = (size_t)n;
     }
     struct cf_diag *it = &d->items[d->count++];
     it->line = line > 0 ? line : 0;
     it->element_id = element_id ? cf_xstrdup(element_id) : NULL;
-    it->message = cf_buf_steal(&msg);
+    it->message = msg;
 }
 
 void cf_diags_format(const struct cf_diags *d, const char *file, struct cf_buf *out)

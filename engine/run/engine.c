@@ -63,6 +63,40 @@ static void flush_idle_cb(uv_idle_t *h);
 static void retry_timer_cb(uv_timer_t *t);
 static void expire_calls(struct cf_engine *e);
 
+/* --- crash points --- */
+
+void cf__crash_point(struct cf_engine *e, const char *name)
+{
+    if (!e->crash_point[0] || strcmp(e->crash_point, name) != 0)
+        return;
+    if (--e->crash_countdown > 0)
+        return;
+    /* Like a kill -9: no flush, no close, no atexit handlers. */
+    static const char msg[] = "certflow: crash point reached\n";
+    ssize_t w = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+    (void)w;
+    _exit(137);
+}
+
+static void crash_setup(struct cf_engine *e)
+{
+    const char *spec = getenv("CERTFLOW_CRASH_AT");
+    if (!spec || !*spec)
+        return;
+    const char *colon = strchr(spec, ':');
+    size_t n = colon ? (size_t)(colon - spec) : strlen(spec);
+    if (n >= sizeof(e->crash_point))
+        return;
+    memcpy(e->crash_point, spec, n);
+    e->crash_point[n] = '\0';
+    int64_t count = 1;
+    if (colon && (cf_parse_i64(colon + 1, &count) != 0 || count < 1))
+        count = 1;
+    e->crash_countdown = (long)count;
+    cf_log(CF_LOG_WARN, "crash testing: will exit at crash point %s (pass %ld)", e->crash_point,
+           e->crash_countdown);
+}
+
 /* --- small helpers --- */
 
 static void item_free(struct cf_item *it)
@@ -561,7 +595,15 @@ int cf_engine_start(struct cf_engine *e, int64_t definition_id, const char *busi
     if (!def)
         return CF_ENOENT;
     if (!def->model->none_start) {
-        cf_errf(err, errlen, "process %s has no none start event", def->key);
+        cf_errf(err, errlen,
+                "process %s has no none start event: it starts with its %s start event (%s)",
+                def->key,
+                def->model->n_start_events && def->model->start_events[0]->event == CF_EV_TIMER
+                    ? "timer"
+                    : "message",
+                def->model->n_start_events && def->model->start_events[0]->event == CF_EV_TIMER
+                    ? "certflow resume --wait fires it"
+                    : "certflow correlate delivers it");
         return CF_EINVALID;
     }
     int rc = cf_store_begin(e->store);
@@ -585,6 +627,7 @@ int cf_engine_start(struct cf_engine *e, int64_t definition_id, const char *busi
     cf_log(CF_LOG_DEBUG, "started instance=%" PRId64 " key=%s", inst->id, def->key);
     after_commit(e);
     dispatch(e);
+    schedule_due(e);
     check_idle(e);
     return 0;
 }
@@ -654,8 +697,12 @@ void cf_engine_flush(struct cf_engine *e)
             rc = cf_store_release(e->store);
         }
     }
-    if (!rc)
+    if (!rc) {
+        cf__crash_point(e, "before-commit");
         rc = cf_store_commit(e->store);
+    }
+    if (!rc)
+        cf__crash_point(e, "after-commit");
     if (rc) {
         cf_log(CF_LOG_ERROR, "batch of outcomes not committed: %s (%s); retrying in 1 s",
                cf_strerror(rc), cf_store_errmsg(e->store));
@@ -1105,6 +1152,8 @@ static void start_call(struct cf_engine *e, struct cf_jobref *j)
     }
     c->refs++;
     t->execute(&c->pub);
+    if (!c->ended)
+        cf__crash_point(e, "plugin-running");
     call_release(c);
 }
 
@@ -1180,6 +1229,8 @@ static void acquire(struct cf_engine *e)
             rc = cf_store_commit(e->store);
         if (rc)
             cf_store_rollback(e->store);
+        else
+            cf__crash_point(e, "job-locked");
     }
     struct cf_jobref *rev = NULL;
     while (a.list) {
@@ -1363,6 +1414,7 @@ int cf_engine_open(uv_loop_t *loop, const struct cf_engine_options *opt, struct 
     cf_imap_init(&e->instances);
     cf_imap_init(&e->busy);
     cf_imap_init(&e->known_jobs);
+    crash_setup(e);
     e->host = (struct cf_host){
         .size = sizeof(struct cf_host),
         .abi_major = CF_PLUGIN_ABI_MAJOR,

@@ -142,6 +142,10 @@ struct cf_engine {
     bool closing;
     bool flush_blocked; /* a batch failed to commit: wait for retry_timer */
     bool in_flush;
+    /* Crash testing: CERTFLOW_CRASH_AT=<point>[:<n>] makes the process _exit(137) the n-th time
+     * (default first) it passes the named point. */
+    char crash_point[32];
+    long crash_countdown;
     /* Token-movement agenda of the current item (FIFO). */
     struct cf_agenda_op {
         struct cf_exec *x;
@@ -193,6 +197,9 @@ int cf__incident(struct cf_engine *e, struct cf_exec *x, const char *type, int64
                  const char *message);
 
 /* engine.c */
+/* Crash points for the crash tests: "job-locked", "plugin-running", "before-commit",
+ * "after-commit". */
+void cf__crash_point(struct cf_engine *e, const char *name);
 void cf__notify_ended(struct cf_engine *e, int64_t instance_id, const char *state);
 
 #endif

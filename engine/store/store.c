@@ -108,7 +108,8 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_DEF_LIST] = "SELECT " DEF_COLS " FROM process_definition ORDER BY tenant_id, key, version",
     [ST_INST_INSERT] =
         "INSERT INTO process_instance(definition_id, tenant_id, business_key, state, "
-        "started_at) VALUES (?, ?, ?, 'ACTIVE', ?)",
+        "started_at, super_execution_id, super_instance_id) VALUES (?1, ?2, ?3, 'ACTIVE', ?4, ?5, "
+        "(SELECT instance_id FROM execution WHERE id = ?5))",
     [ST_INST_END] = "UPDATE process_instance SET state = ?, ended_at = ? WHERE id = ?",
     [ST_INST_GET] = "SELECT " INST_COLS " FROM process_instance WHERE id = ?",
     [ST_INST_LIST] = "SELECT " INST_COLS " FROM process_instance ORDER BY id",

@@ -123,7 +123,8 @@ static void on_ended(void *arg, int64_t instance_id, const char *state)
     if (s->until_all_ended) {
         int active = 0;
         cf_store_instance_list(cf_engine_store(s->engine), "ACTIVE", count_active, &active);
-        if (!active) {
+        /* Timer start events still to fire count as work to wait for. */
+        if (!active && !cf_engine_next_due(s->engine)) {
             s->all_ended = true;
             uv_stop(&s->loop);
         }
@@ -1034,7 +1035,7 @@ static int cmd_resume(struct globals *g, int argc, char **argv)
     s.until_all_ended = wait;
     int active = 0;
     cf_store_instance_list(cf_engine_store(s.engine), "ACTIVE", count_active, &active);
-    if (active || !cf_engine_is_idle(s.engine))
+    if (active || !cf_engine_is_idle(s.engine) || (wait && cf_engine_next_due(s.engine)))
         session_run(&s, timeout_s);
     active = 0;
     cf_store_instance_list(cf_engine_store(s.engine), "ACTIVE", count_active, &active);

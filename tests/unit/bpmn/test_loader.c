@@ -1036,6 +1036,21 @@ static void test_element_and_attribute_limits(void **state)
     assert_int_equal(l.rc, CF_EPARSE);
     assert_int_equal(expect_diag(&l, NULL, "attribute id of <process> is longer")->line, 2);
     loaded_free(&l);
+
+    /* libxml2 2.9 is quadratic in the attributes of one element: a file that is nothing but
+     * attributes must be refused before it is parsed. */
+    cf_buf_reset(&doc);
+    cf_buf_puts(&doc, "<!-- a=1 b=2 > --><definitions xmlns=\"" CF_NS_BPMN "\">\n<process");
+    for (int i = 0; doc.len < CF_BPMN_MAX_BYTES - 64; i++)
+        cf_buf_printf(&doc, " a%d=\"=\"", i);
+    cf_buf_puts(&doc, "/></definitions>");
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    load_bytes(&l, doc.data, doc.len);
+    assert_true(seconds_since(&t0) < 1.0);
+    assert_int_equal(l.rc, CF_EPARSE);
+    assert_int_equal(expect_diag(&l, NULL, "more than 256 attributes")->line, 2);
+    loaded_free(&l);
     cf_buf_free(&doc);
 }
 
@@ -1082,6 +1097,15 @@ static void test_diags_format(void **state)
     cf_buf_free(&out);
     cf_diags_free(&d);
     cf_diags_free(&d); /* freeing twice is harmless: the list is emptied */
+    assert_int_equal(d.count, 0);
+
+    /* Messages longer than any internal buffer arrive whole. */
+    char long_text[700];
+    memset(long_text, 'x', sizeof(long_text) - 1);
+    long_text[sizeof(long_text) - 1] = '\0';
+    cf_diags_add(&d, 1, "e", "<%s>", long_text);
+    assert_int_equal(strlen(d.items[0].message), sizeof(long_text) + 1);
+    cf_diags_free(&d);
     assert_int_equal(d.count, 0);
     cf_models_free(NULL, 0);
     cf_model_free(NULL);
