@@ -1159,7 +1159,8 @@ static void parse_delegate(struct build *b, struct cf_elem *e, const xmlNode *n)
     const char *ex = attr(b->tmp, n, A_CAMUNDA, "expression");
     if (de && ex) {
         report(b->ld, e->line, e->id,
-               "has both camunda:delegateExpression and camunda:expression; keep one");
+               "the %s has both camunda:delegateExpression and camunda:expression; keep one",
+               e->tag);
         return;
     }
     if (!de && !ex) {
@@ -1196,7 +1197,8 @@ static void parse_delegate(struct build *b, struct cf_elem *e, const xmlNode *n)
 static void parse_call_activity(struct build *b, struct cf_elem *e, const xmlNode *n)
 {
     e->called_element = attr(b->a, n, A_PLAIN, "calledElement");
-    if (!e->called_element || !*e->called_element)
+    /* A refused camunda:caseRef already told the user what this call activity lacks. */
+    if ((!e->called_element || !*e->called_element) && !pend_of(b, e)->refused)
         report(b->ld, e->line, e->id, "a call activity needs a calledElement");
     const char *binding = attr(b->a, n, A_CAMUNDA, "calledElementBinding");
     e->called_version = attr(b->a, n, A_CAMUNDA, "calledElementVersion");
@@ -1206,9 +1208,14 @@ static void parse_call_activity(struct build *b, struct cf_elem *e, const xmlNod
         e->called_binding = binding;
     } else if (strcmp(binding, "version") == 0) {
         e->called_binding = binding;
+        int64_t version = 0;
         if (!e->called_version || !*e->called_version)
             report(b->ld, e->line, e->id,
                    "camunda:calledElementBinding=\"version\" needs camunda:calledElementVersion");
+        else if (cf_parse_i64(e->called_version, &version) != 0 || version < 1)
+            report(b->ld, e->line, e->id,
+                   "camunda:calledElementVersion=\"%s\" is not a version number (1, 2, ...)",
+                   e->called_version);
     } else {
         report(b->ld, e->line, e->id,
                "camunda:calledElementBinding=\"%s\" is not supported; use latest, deployment or "

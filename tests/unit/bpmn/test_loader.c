@@ -763,6 +763,8 @@ static void test_bad_booleans_and_call_activity(void **state)
              "    <bpmn:callActivity id=\"c1\" />\n"
              "    <bpmn:callActivity id=\"c2\" calledElement=\"x\" "
              "camunda:calledElementBinding=\"versionTag\" />\n"
+             "    <bpmn:callActivity id=\"c4\" calledElement=\"x\" "
+             "camunda:calledElementBinding=\"version\" camunda:calledElementVersion=\"${v}\" />\n"
              "    <bpmn:callActivity id=\"c3\" calledElement=\"x\">\n"
              "      <bpmn:extensionElements><camunda:in source=\"a\" /></bpmn:extensionElements>\n"
              "    </bpmn:callActivity>\n"
@@ -782,15 +784,16 @@ static void test_bad_booleans_and_call_activity(void **state)
         expect_diag(&l, "t", "camunda:asyncBefore=\"yes please\" is not a boolean")->line, 5);
     expect_diag(&l, "c1", "needs a calledElement");
     expect_diag(&l, "c2", "calledElementBinding=\"versionTag\" is not supported");
-    assert_int_equal(expect_diag(&l, "c3", "camunda:in needs a target")->line, 9);
+    expect_diag(&l, "c4", "calledElementVersion=\"${v}\" is not a version number");
+    assert_int_equal(expect_diag(&l, "c3", "camunda:in needs a target")->line, 10);
     assert_int_equal(expect_diag(&l, "f", "'ambiguous' has a string value containing ${")->line,
-                     13);
+                     14);
     expect_diag(&l, "f", "'twice' has more than one value");
     expect_diag(&l, "f", "'none' needs a stringValue or expression");
-    assert_int_equal(expect_diag(&l, "f", "camunda:inputParameter has no name")->line, 17);
+    assert_int_equal(expect_diag(&l, "f", "camunda:inputParameter has no name")->line, 18);
     /* A parameter outside camunda:inputOutput is not one; it is ignored, as Camunda does. */
     assert_null(find_diag(&l, "f", "misplaced"));
-    assert_int_equal(l.diags.count, 8);
+    assert_int_equal(l.diags.count, 9);
     loaded_free(&l);
 }
 
