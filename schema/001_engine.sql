@@ -29,7 +29,7 @@ CREATE TABLE process_instance (
     definition_id   INTEGER NOT NULL REFERENCES process_definition(id),
     tenant_id       TEXT NOT NULL DEFAULT '',
     business_key    TEXT,
-    state           TEXT NOT NULL CHECK (state IN ('ACTIVE', 'COMPLETED', 'TERMINATED', 'CANCELED')),
+    state           TEXT NOT NULL CHECK (state IN ('CREATED', 'ACTIVE', 'COMPLETED', 'TERMINATED', 'CANCELED')),
     started_at      INTEGER NOT NULL,
     ended_at        INTEGER,
     super_execution_id INTEGER

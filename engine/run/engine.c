@@ -635,7 +635,21 @@ int cf_engine_start(struct cf_engine *e, int64_t definition_id, const char *busi
 static int apply_item(struct cf_engine *e, struct cf_item *it)
 {
     char err[512];
+    if (it->kind == ITEM_TX)
+        return it->tx_fn(e, it->tx_arg);
     struct cf_jobref *j = it->job;
+    if (strcmp(j->type, "start") == 0) {
+        struct cf_instance *inst = cf__instance_get(e, j->instance_id, err, sizeof(err));
+        if (!inst) {
+            cf_log(CF_LOG_ERROR, "start job=%" PRId64 ": %s", j->id, err);
+            return 0;
+        }
+        if (!inst->created)
+            return cf_store_job_delete(e->store, j->id); /* already started */
+        cf__touch(e, inst);
+        int rc = cf_store_job_delete(e->store, j->id);
+        return rc ? rc : cf__instance_begin(e, inst);
+    }
     if (strcmp(j->type, "timer") == 0) {
         struct cf_job_row row;
         int rc = cf_store_job_get(e->store, j->id, &row);
@@ -664,6 +678,30 @@ static int apply_item(struct cf_engine *e, struct cf_item *it)
     return cf__apply_outcome(e, inst, x, it);
 }
 
+/* Undoes in memory what one failed item did since `mark_*`: its instances are reloaded from the
+ * store when needed again, its new jobs and endings are forgotten. */
+static void undo_item(struct cf_engine *e, size_t mark_touched, struct cf_jobref *mark_jobs,
+                      size_t mark_ended, int64_t instance_id)
+{
+    while (e->n_touched > mark_touched)
+        cf__evict(e, e->touched[--e->n_touched]->id);
+    if (instance_id) {
+        for (size_t i = 0; i < e->n_touched; i++)
+            if (e->touched[i]->id == instance_id) {
+                e->touched[i] = e->touched[--e->n_touched];
+                break;
+            }
+        cf__evict(e, instance_id);
+    }
+    while (e->new_jobs != mark_jobs) {
+        struct cf_jobref *j = e->new_jobs;
+        e->new_jobs = j->next;
+        free(j);
+    }
+    e->n_ended = mark_ended;
+    e->agenda_len = e->agenda_head = 0;
+}
+
 void cf_engine_flush(struct cf_engine *e)
 {
     if (e->in_flush || !e->items_head || e->flush_blocked)
@@ -676,25 +714,25 @@ void cf_engine_flush(struct cf_engine *e)
     for (struct cf_item *it = batch; it && !rc; it = it->next) {
         if ((rc = cf_store_savepoint(e->store)))
             break;
+        size_t mark_touched = e->n_touched, mark_ended = e->n_ended;
+        struct cf_jobref *mark_jobs = e->new_jobs;
         int irc = apply_item(e, it);
         cf__reap_dead(e);
-        if (irc) {
-            cf_log(CF_LOG_ERROR, "job=%" PRId64 " instance=%" PRId64 ": cannot apply: %s (%s)",
-                   it->job->id, it->job->instance_id, cf_strerror(irc), cf_store_errmsg(e->store));
-            rc = cf_store_rollback_to(e->store);
-            /* The instance's memory may hold half of the item: reload it from the store. */
-            for (size_t i = 0; i < e->n_touched; i++)
-                if (e->touched[i]->id == it->job->instance_id) {
-                    e->touched[i] = e->touched[--e->n_touched];
-                    break;
-                }
-            cf__evict(e, it->job->instance_id);
-            if (irc == CF_EFULL || irc == CF_EIO || irc == CF_EBUSY) {
-                rc = irc;
-                break;
-            }
-        } else {
+        if (!irc) {
             rc = cf_store_release(e->store);
+            continue;
+        }
+        int64_t instance_id = it->job ? it->job->instance_id : 0;
+        if (it->kind == ITEM_TX)
+            it->tx_rc = irc;
+        else
+            cf_log(CF_LOG_ERROR, "job=%" PRId64 " instance=%" PRId64 ": cannot apply: %s (%s)",
+                   it->job->id, instance_id, cf_strerror(irc), cf_store_errmsg(e->store));
+        rc = cf_store_rollback_to(e->store);
+        undo_item(e, mark_touched, mark_jobs, mark_ended, instance_id);
+        if (irc == CF_EFULL || irc == CF_EIO || irc == CF_EBUSY) {
+            rc = irc;
+            break;
         }
     }
     if (!rc) {
@@ -704,22 +742,34 @@ void cf_engine_flush(struct cf_engine *e)
     if (!rc)
         cf__crash_point(e, "after-commit");
     if (rc) {
-        cf_log(CF_LOG_ERROR, "batch of outcomes not committed: %s (%s); retrying in 1 s",
+        cf_log(CF_LOG_ERROR, "batch not committed: %s (%s); outcomes are retried in 1 s",
                cf_strerror(rc), cf_store_errmsg(e->store));
         cf_store_rollback(e->store);
         discard_tx(e);
-        /* Put the batch back in front of anything that arrived meanwhile. */
-        struct cf_item *last = batch;
-        size_t n = 1;
-        while (last->next) {
-            last = last->next;
+        /* Callers' work fails now (nothing of it is stored); outcomes go back to the front of the
+         * queue, before anything that arrived meanwhile. */
+        struct cf_item *keep = NULL, **tail = &keep;
+        size_t n = 0;
+        while (batch) {
+            struct cf_item *it = batch;
+            batch = it->next;
+            if (it->kind == ITEM_TX) {
+                it->tx_done(it->tx_arg, rc);
+                item_free(it);
+                continue;
+            }
+            it->next = NULL;
+            *tail = it;
+            tail = &it->next;
             n++;
         }
-        last->next = e->items_head;
-        if (!e->items_head)
-            e->items_tail = last;
-        e->items_head = batch;
-        e->n_items += n;
+        if (keep) {
+            *tail = e->items_head;
+            if (!e->items_head)
+                e->items_tail = cf_container_of(tail, struct cf_item, next);
+            e->items_head = keep;
+            e->n_items += n;
+        }
         e->flush_blocked = true;
         uv_timer_start(&e->retry_timer, retry_timer_cb, 1000, 0);
         e->in_flush = false;
@@ -728,8 +778,12 @@ void cf_engine_flush(struct cf_engine *e)
     after_commit(e);
     while (batch) {
         struct cf_item *n = batch->next;
-        job_finished(e, batch->job);
-        batch->job = NULL;
+        if (batch->kind == ITEM_TX) {
+            batch->tx_done(batch->tx_arg, batch->tx_rc);
+        } else {
+            job_finished(e, batch->job);
+            batch->job = NULL;
+        }
         item_free(batch);
         batch = n;
     }
@@ -737,6 +791,34 @@ void cf_engine_flush(struct cf_engine *e)
     dispatch(e);
     schedule_due(e);
     check_idle(e);
+}
+
+void cf_engine_submit(struct cf_engine *e, cf_tx_fn fn, cf_tx_done_fn done, void *arg)
+{
+    struct cf_item *it = cf_xcalloc(1, sizeof(*it));
+    it->kind = ITEM_TX;
+    it->tx_fn = fn;
+    it->tx_done = done;
+    it->tx_arg = arg;
+    enqueue_item(e, it);
+}
+
+int cf_engine_tx_create_instance(struct cf_engine *e, int64_t definition_id,
+                                 const char *business_key, const struct cf_named_val *vars,
+                                 size_t n_vars, int64_t *instance_id, char *err, size_t errlen)
+{
+    struct cf_definition *def = cf__definition_get(e, definition_id, err, errlen);
+    if (!def)
+        return CF_ENOENT;
+    if (!def->model->none_start) {
+        cf_errf(err, errlen, "process %s has no none start event", def->key);
+        return CF_EINVALID;
+    }
+    struct cf_instance *inst;
+    int rc = cf__instance_prepare(e, def, business_key, vars, n_vars, &inst);
+    if (!rc)
+        *instance_id = inst->id;
+    return rc;
 }
 
 /* --- plug-in calls --- */

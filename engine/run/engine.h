@@ -114,6 +114,18 @@ struct cf_correlation {
  * several executions wait and `all` is not set (nothing is delivered then). */
 int cf_engine_correlate(struct cf_engine *e, const struct cf_correlation *c, int64_t *ids,
                         size_t max, size_t *n, char *err, size_t errlen);
+/* Work of the caller done inside the engine's next batch transaction, so that it commits
+ * together with everything else of that loop turn (group commit). `fn` runs in its own savepoint:
+ * returning an error undoes only its own writes. `done` runs after the commit with 0, or with the
+ * error that kept the work from being committed (then nothing of it is stored). */
+typedef int (*cf_tx_fn)(struct cf_engine *e, void *arg);
+typedef void (*cf_tx_done_fn)(void *arg, int rc);
+void cf_engine_submit(struct cf_engine *e, cf_tx_fn fn, cf_tx_done_fn done, void *arg);
+/* Inside a cf_tx_fn: creates an instance of `definition_id` with its variables, and a job that
+ * starts it once the transaction is committed. */
+int cf_engine_tx_create_instance(struct cf_engine *e, int64_t definition_id,
+                                 const char *business_key, const struct cf_named_val *vars,
+                                 size_t n_vars, int64_t *instance_id, char *err, size_t errlen);
 /* Retries an incident: a failed job gets `retries` more attempts (at least 1); any other incident
  * re-executes the activity where it stopped. */
 int cf_engine_retry_incident(struct cf_engine *e, int64_t incident_id, int retries, char *err,

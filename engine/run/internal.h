@@ -63,6 +63,7 @@ struct cf_instance {
     struct cf_exec *root;
     int64_t super_instance_id; /* called by a call activity of this instance, or 0 */
     int64_t super_exec_id;
+    bool created; /* CREATED: variables set, waiting for its start job */
     bool ended;
     int64_t next_seq;
     unsigned steps; /* agenda steps in the current item, against runaway loops */
@@ -80,7 +81,7 @@ struct cf_jobref {
     struct cf_jobref *next;
 };
 
-enum cf_item_kind { ITEM_OUTCOME, ITEM_RUN_JOB };
+enum cf_item_kind { ITEM_OUTCOME, ITEM_RUN_JOB, ITEM_TX };
 enum cf_outcome_kind { OUT_COMPLETE, OUT_ERROR, OUT_FAIL };
 
 struct cf_outvar {
@@ -98,6 +99,11 @@ struct cf_item {
     char *message;
     struct cf_outvar *vars;
     size_t n_vars;
+    /* ITEM_TX */
+    cf_tx_fn tx_fn;
+    cf_tx_done_fn tx_done;
+    void *tx_arg;
+    int tx_rc;
     struct cf_item *next;
 };
 
@@ -166,6 +172,11 @@ void cf__touch(struct cf_engine *e, struct cf_instance *inst);
 int cf__instance_create(struct cf_engine *e, struct cf_definition *def, const char *business_key,
                         const struct cf_named_val *vars, size_t n_vars, const struct cf_elem *start,
                         struct cf_exec *caller, struct cf_instance **out);
+/* An instance in state CREATED with its variables and a start job (the push endpoint's start). */
+int cf__instance_prepare(struct cf_engine *e, struct cf_definition *def, const char *business_key,
+                         const struct cf_named_val *vars, size_t n_vars, struct cf_instance **out);
+/* Runs the start job of a CREATED instance. */
+int cf__instance_begin(struct cf_engine *e, struct cf_instance *inst);
 /* Fires the timer job `job` (catch event, boundary event or start event). */
 int cf__fire_timer(struct cf_engine *e, const struct cf_job_row *job);
 /* Delivers a message to the subscription `sub` (already known to match). */

@@ -1414,6 +1414,71 @@ int cf__instance_create(struct cf_engine *e, struct cf_definition *def, const ch
     return caller ? 0 : drain(e, inst);
 }
 
+int cf__instance_prepare(struct cf_engine *e, struct cf_definition *def, const char *business_key,
+                         const struct cf_named_val *vars, size_t n_vars, struct cf_instance **out)
+{
+    struct cf_instance *inst = cf_xcalloc(1, sizeof(*inst));
+    inst->def = def;
+    inst->tenant_id = cf_xstrdup(def->tenant_id);
+    inst->business_key = business_key ? cf_xstrdup(business_key) : NULL;
+    inst->created = true;
+    int rc =
+        cf_store_instance_insert(e->store, def->id, def->tenant_id, business_key, 0, 0, &inst->id);
+    if (!rc)
+        rc = exec_new(e, inst, NULL, NULL, EX_SCOPE, &inst->root);
+    if (rc) {
+        cf__instance_free(inst);
+        return rc;
+    }
+    cf_imap_put(&e->instances, inst->id, inst);
+    cf__touch(e, inst);
+    for (size_t i = 0; i < n_vars && !rc; i++)
+        rc = var_set_local(e, inst->root, vars[i].name, &vars[i].val);
+    if (rc)
+        return rc;
+    /* The start is a job of the root execution, run once this transaction has committed. */
+    uint64_t now = cf_now_ms();
+    struct cf_job_row row = {
+        .instance_id = inst->id,
+        .execution_id = inst->root->id,
+        .activity_id = (char *)def->model->none_start->id,
+        .due_at = now,
+        .retries = cf__initial_retries(NULL),
+        .attempt = 1,
+        .lock_owner = e->node_id,
+        .lock_expires_at = now + e->opt.lock_ms,
+        .created_at = now,
+    };
+    cf_strlcpy(row.type, "start", sizeof(row.type));
+    if ((rc = cf_store_job_insert(e->store, &row)))
+        return rc;
+    struct cf_jobref *j = cf_xcalloc(1, sizeof(*j));
+    j->id = row.id;
+    cf_strlcpy(j->type, "start", sizeof(j->type));
+    j->instance_id = inst->id;
+    j->execution_id = inst->root->id;
+    j->retries = row.retries;
+    j->attempt = 1;
+    j->next = e->new_jobs;
+    e->new_jobs = j;
+    *out = inst;
+    return 0;
+}
+
+int cf__instance_begin(struct cf_engine *e, struct cf_instance *inst)
+{
+    struct cf_exec *first;
+    int rc = cf_store_instance_activate(e->store, inst->id, cf_now_ms());
+    if (!rc)
+        rc = exec_new(e, inst, inst->root, inst->def->model->none_start, EX_READY, &first);
+    if (rc)
+        return rc;
+    inst->created = false;
+    inst->steps = 0;
+    push(e, first, OP_ENTER);
+    return drain(e, inst);
+}
+
 int cf__run_job(struct cf_engine *e, struct cf_instance *inst, struct cf_exec *x,
                 const struct cf_jobref *job)
 {
@@ -1767,7 +1832,8 @@ struct cf_instance *cf__instance_get(struct cf_engine *e, int64_t id, char *err,
     inst->def = def;
     inst->tenant_id = row.tenant_id;
     inst->business_key = row.business_key;
-    inst->ended = strcmp(row.state, "ACTIVE") != 0;
+    inst->created = strcmp(row.state, "CREATED") == 0;
+    inst->ended = !inst->created && strcmp(row.state, "ACTIVE") != 0;
     inst->super_instance_id = row.super_instance_id;
     inst->super_exec_id = row.super_execution_id;
     free(row.state);

@@ -11,6 +11,7 @@
 
 #include <sqlite3.h>
 
+#include "store/internal.h"
 #include "store/migrations.h"
 
 enum stmt_id {
@@ -28,6 +29,7 @@ enum stmt_id {
     ST_DEF_LIST,
     ST_INST_INSERT,
     ST_INST_END,
+    ST_INST_ACTIVATE,
     ST_INST_GET,
     ST_INST_LIST,
     ST_INST_LIST_STATE,
@@ -108,9 +110,12 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_DEF_LIST] = "SELECT " DEF_COLS " FROM process_definition ORDER BY tenant_id, key, version",
     [ST_INST_INSERT] =
         "INSERT INTO process_instance(definition_id, tenant_id, business_key, state, "
-        "started_at, super_execution_id, super_instance_id) VALUES (?1, ?2, ?3, 'ACTIVE', ?4, ?5, "
+        "started_at, super_execution_id, super_instance_id) VALUES (?1, ?2, ?3, ?6, ?4, ?5, "
         "(SELECT instance_id FROM execution WHERE id = ?5))",
     [ST_INST_END] = "UPDATE process_instance SET state = ?, ended_at = ? WHERE id = ?",
+    [ST_INST_ACTIVATE] =
+        "UPDATE process_instance SET state = 'ACTIVE', started_at = ? WHERE id = ? "
+        "AND state = 'CREATED'",
     [ST_INST_GET] = "SELECT " INST_COLS " FROM process_instance WHERE id = ?",
     [ST_INST_LIST] = "SELECT " INST_COLS " FROM process_instance ORDER BY id",
     [ST_INST_LIST_STATE] = "SELECT " INST_COLS " FROM process_instance WHERE state = ? ORDER BY id",
@@ -197,6 +202,7 @@ static const char *const stmt_sql[ST__COUNT] = {
 struct cf_store {
     sqlite3 *db;
     sqlite3_stmt *stmts[ST__COUNT];
+    struct cf_imap ext; /* statements of the other store files, by SQL address */
     bool in_tx;
     uint64_t commits;
     int schema_version;
@@ -271,6 +277,49 @@ static void bind_id(sqlite3_stmt *p, int i, int64_t id)
         sqlite3_bind_int64(p, i, id);
     else
         sqlite3_bind_null(p, i);
+}
+
+sqlite3 *cf__store_db(struct cf_store *s)
+{
+    return s->db;
+}
+
+sqlite3_stmt *cf__store_stmt(struct cf_store *s, const char *static_sql)
+{
+    int64_t key = (int64_t)(intptr_t)static_sql;
+    sqlite3_stmt *p = cf_imap_get(&s->ext, key);
+    if (p) {
+        sqlite3_reset(p);
+        sqlite3_clear_bindings(p);
+        return p;
+    }
+    if (sqlite3_prepare_v3(s->db, static_sql, -1, SQLITE_PREPARE_PERSISTENT, &p, NULL) !=
+        SQLITE_OK) {
+        cf_log(CF_LOG_ERROR, "store: cannot prepare statement: %s", sqlite3_errmsg(s->db));
+        abort();
+    }
+    cf_imap_put(&s->ext, key, p);
+    return p;
+}
+
+int cf__store_map_rc(int rc)
+{
+    return map_rc(rc);
+}
+
+int cf__store_run(struct cf_store *s, sqlite3_stmt *p)
+{
+    return run(s, p);
+}
+
+void cf__store_bind_text(sqlite3_stmt *p, int i, const char *t)
+{
+    bind_text(p, i, t);
+}
+
+void cf__store_bind_id(sqlite3_stmt *p, int i, int64_t id)
+{
+    bind_id(p, i, id);
 }
 
 static char *col_text(sqlite3_stmt *p, int i)
@@ -396,6 +445,10 @@ void cf_store_close(struct cf_store *s)
         return;
     for (int i = 0; i < ST__COUNT; i++)
         sqlite3_finalize(s->stmts[i]);
+    for (size_t i = 0; i < s->ext.cap; i++)
+        if (s->ext.slots[i].key)
+            sqlite3_finalize(s->ext.slots[i].value);
+    cf_imap_free(&s->ext);
     sqlite3_close(s->db);
     free(s);
 }
@@ -525,6 +578,23 @@ int cf_store_deployment_insert(struct cf_store *s, const char *name, const char 
     return rc;
 }
 
+static int one_row(struct cf_store *s, sqlite3_stmt *p);
+
+int cf__store_one_row(struct cf_store *s, sqlite3_stmt *p)
+{
+    return one_row(s, p);
+}
+
+char *cf__store_col_text(sqlite3_stmt *p, int i)
+{
+    return col_text(p, i);
+}
+
+const char *cf__store_col_ctext(sqlite3_stmt *p, int i)
+{
+    return col_ctext(p, i);
+}
+
 static int one_row(struct cf_store *s, sqlite3_stmt *p)
 {
     int rc = sqlite3_step(p);
@@ -632,6 +702,7 @@ int cf_store_instance_insert(struct cf_store *s, int64_t definition_id, const ch
     bind_text(p, 3, business_key);
     sqlite3_bind_int64(p, 4, (sqlite3_int64)now);
     bind_id(p, 5, super_execution_id);
+    bind_text(p, 6, now ? "ACTIVE" : "CREATED");
     int rc = run(s, p);
     if (!rc)
         *id = sqlite3_last_insert_rowid(s->db);
@@ -645,6 +716,14 @@ int cf_store_instance_end(struct cf_store *s, int64_t id, const char *state, uin
     if (now)
         sqlite3_bind_int64(p, 2, (sqlite3_int64)now);
     sqlite3_bind_int64(p, 3, id);
+    return run(s, p);
+}
+
+int cf_store_instance_activate(struct cf_store *s, int64_t id, uint64_t now)
+{
+    sqlite3_stmt *p = st(s, ST_INST_ACTIVATE);
+    sqlite3_bind_int64(p, 1, (sqlite3_int64)now);
+    sqlite3_bind_int64(p, 2, id);
     return run(s, p);
 }
 

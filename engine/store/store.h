@@ -91,6 +91,8 @@ typedef int (*cf_inst_row_fn)(void *arg, const struct cf_inst_row *r);
 int cf_store_instance_insert(struct cf_store *s, int64_t definition_id, const char *tenant_id,
                              const char *business_key, int64_t super_execution_id, uint64_t now,
                              int64_t *id);
+/* With now == 0 the instance is CREATED (its start is a job); activate marks it ACTIVE. */
+int cf_store_instance_activate(struct cf_store *s, int64_t id, uint64_t now);
 /* Active instances called by the call activity execution `super_execution_id`. */
 int cf_store_instance_children(struct cf_store *s, int64_t super_execution_id, cf_inst_row_fn fn,
                                void *arg);
