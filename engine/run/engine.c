@@ -565,9 +565,12 @@ static void after_commit(struct cf_engine *e)
         cf_imap_put(&e->known_jobs, j->id, j);
         ready_push(e, j, false);
     }
+    /* Ended instances leave memory at once; waiting ones too when the cache is full. An instance
+     * with a job running stays, because the call reads its variables from memory. */
+    bool full = e->instances.count > (size_t)e->opt.max_cached_instances;
     for (size_t i = 0; i < e->n_touched; i++) {
         struct cf_instance *inst = e->touched[i];
-        if (inst->ended && !cf_imap_get(&e->busy, inst->id))
+        if ((inst->ended || full) && !cf_imap_get(&e->busy, inst->id))
             cf__evict(e, inst->id);
     }
     e->n_touched = 0;
@@ -1480,6 +1483,8 @@ int cf_engine_open(uv_loop_t *loop, const struct cf_engine_options *opt, struct 
     e->opt = *opt;
     if (e->opt.max_concurrent_jobs <= 0)
         e->opt.max_concurrent_jobs = 32;
+    if (e->opt.max_cached_instances <= 0)
+        e->opt.max_cached_instances = 10000;
     if (!e->opt.lock_ms)
         e->opt.lock_ms = 5 * 60 * 1000;
     if (!e->opt.call_timeout_ms)
@@ -1759,6 +1764,75 @@ int cf_engine_correlate(struct cf_engine *e, const struct cf_correlation *c, int
     schedule_due(e);
     check_idle(e);
     return 0;
+}
+
+/* Runs `op` on one instance in its own transaction, outside any batch. */
+static int instance_tx(struct cf_engine *e, int64_t instance_id, char *err, size_t errlen,
+                       int (*op)(struct cf_engine *e, struct cf_instance *inst, void *arg),
+                       void *arg)
+{
+    struct cf_instance *inst = cf__instance_get(e, instance_id, err, errlen);
+    if (!inst)
+        return CF_ENOENT;
+    if (inst->ended) {
+        cf_errf(err, errlen, "process instance %" PRId64 " has already ended", instance_id);
+        return CF_ESTATE;
+    }
+    int rc = cf_store_begin(e->store);
+    if (!rc)
+        rc = op(e, inst, arg);
+    cf__reap_dead(e);
+    if (!rc)
+        rc = cf_store_commit(e->store);
+    if (rc) {
+        cf_errf(err, errlen, "process instance %" PRId64 ": %s (%s)", instance_id, cf_strerror(rc),
+                cf_store_errmsg(e->store));
+        cf_store_rollback(e->store);
+        discard_tx(e);
+        return rc;
+    }
+    after_commit(e);
+    dispatch(e);
+    schedule_due(e);
+    check_idle(e);
+    return 0;
+}
+
+static int cancel_op(struct cf_engine *e, struct cf_instance *inst, void *arg)
+{
+    (void)arg;
+    return cf__instance_cancel(e, inst);
+}
+
+int cf_engine_cancel_instance(struct cf_engine *e, int64_t instance_id, const char *reason,
+                              char *err, size_t errlen)
+{
+    int rc = instance_tx(e, instance_id, err, errlen, cancel_op, NULL);
+    if (!rc)
+        cf_log(CF_LOG_INFO, "instance=%" PRId64 " canceled%s%s", instance_id, reason ? ": " : "",
+               reason ? reason : "");
+    return rc;
+}
+
+struct vars_arg {
+    const struct cf_named_val *set;
+    size_t n_set;
+    const char *const *del;
+    size_t n_del;
+};
+
+static int vars_op(struct cf_engine *e, struct cf_instance *inst, void *arg)
+{
+    struct vars_arg *a = arg;
+    return cf__root_vars(e, inst, a->set, a->n_set, a->del, a->n_del);
+}
+
+int cf_engine_set_variables(struct cf_engine *e, int64_t instance_id,
+                            const struct cf_named_val *set, size_t n_set,
+                            const char *const *deletions, size_t n_del, char *err, size_t errlen)
+{
+    struct vars_arg a = {set, n_set, deletions, n_del};
+    return instance_tx(e, instance_id, err, errlen, vars_op, &a);
 }
 
 int cf_engine_retry_incident(struct cf_engine *e, int64_t incident_id, int retries, char *err,

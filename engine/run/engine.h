@@ -126,6 +126,16 @@ void cf_engine_submit(struct cf_engine *e, cf_tx_fn fn, cf_tx_done_fn done, void
 int cf_engine_tx_create_instance(struct cf_engine *e, int64_t definition_id,
                                  const char *business_key, const struct cf_named_val *vars,
                                  size_t n_vars, int64_t *instance_id, char *err, size_t errlen);
+/* Cancels a running instance (and the instances its call activities started): its executions,
+ * jobs and subscriptions go, open activity instances end as canceled, the instance ends
+ * CANCELED. CF_ENOENT when it does not exist, CF_ESTATE when it already ended. */
+int cf_engine_cancel_instance(struct cf_engine *e, int64_t instance_id, const char *reason,
+                              char *err, size_t errlen);
+/* Sets and deletes process variables of a running instance (its process scope) in one
+ * transaction. */
+int cf_engine_set_variables(struct cf_engine *e, int64_t instance_id,
+                            const struct cf_named_val *set, size_t n_set,
+                            const char *const *deletions, size_t n_del, char *err, size_t errlen);
 /* Retries an incident: a failed job gets `retries` more attempts (at least 1); any other incident
  * re-executes the activity where it stopped. */
 int cf_engine_retry_incident(struct cf_engine *e, int64_t incident_id, int retries, char *err,

@@ -177,6 +177,11 @@ int cf__instance_prepare(struct cf_engine *e, struct cf_definition *def, const c
                          const struct cf_named_val *vars, size_t n_vars, struct cf_instance **out);
 /* Runs the start job of a CREATED instance. */
 int cf__instance_begin(struct cf_engine *e, struct cf_instance *inst);
+/* Cancels an instance from outside (API): state CANCELED. */
+int cf__instance_cancel(struct cf_engine *e, struct cf_instance *inst);
+/* Variables of the process scope, from outside. */
+int cf__root_vars(struct cf_engine *e, struct cf_instance *inst, const struct cf_named_val *set,
+                  size_t n_set, const char *const *deletions, size_t n_del);
 /* Fires the timer job `job` (catch event, boundary event or start event). */
 int cf__fire_timer(struct cf_engine *e, const struct cf_job_row *job);
 /* Delivers a message to the subscription `sub` (already known to match). */

@@ -1479,6 +1479,46 @@ int cf__instance_begin(struct cf_engine *e, struct cf_instance *inst)
     return drain(e, inst);
 }
 
+int cf__instance_cancel(struct cf_engine *e, struct cf_instance *inst)
+{
+    int rc = 0;
+    cf__touch(e, inst);
+    while (inst->root->first_child && !rc)
+        rc = cancel_tree(e, inst->root->first_child, "canceled");
+    if (!rc)
+        rc = cf_store_jobs_delete_execution(e->store, inst->root->id);
+    if (!rc)
+        rc = cf_store_instance_end(e->store, inst->id, "CANCELED", cf_now_ms());
+    if (!rc) {
+        inst->ended = true;
+        inst->created = false;
+        cf__notify_ended(e, inst->id, "CANCELED");
+    }
+    return rc;
+}
+
+int cf__root_vars(struct cf_engine *e, struct cf_instance *inst, const struct cf_named_val *set,
+                  size_t n_set, const char *const *deletions, size_t n_del)
+{
+    int rc = 0;
+    cf__touch(e, inst);
+    struct cf_exec *root = inst->root;
+    for (size_t i = 0; i < n_del && !rc; i++) {
+        for (size_t k = 0; k < root->n_vars; k++) {
+            if (strcmp(root->vars[k].name, deletions[i]) != 0)
+                continue;
+            rc = cf_store_var_delete(e->store, root->id, deletions[i]);
+            free(root->vars[k].name);
+            cf_val_free(&root->vars[k].val);
+            root->vars[k] = root->vars[--root->n_vars];
+            break;
+        }
+    }
+    for (size_t i = 0; i < n_set && !rc; i++)
+        rc = var_set_local(e, root, set[i].name, &set[i].val);
+    return rc;
+}
+
 int cf__run_job(struct cf_engine *e, struct cf_instance *inst, struct cf_exec *x,
                 const struct cf_jobref *job)
 {
