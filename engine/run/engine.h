@@ -38,6 +38,7 @@ struct cf_engine_options {
     bool uncaught_error_ends; /* Camunda 7's "end silently" for uncaught BPMN errors; default:
                                  an incident (Zeebe) */
     bool synchronous_normal;  /* benchmarks only */
+    int max_cached_instances; /* 0: 10000; beyond, waiting instances are read back when needed */
 };
 
 struct cf_engine_observer {
