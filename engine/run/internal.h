@@ -66,7 +66,8 @@ struct cf_instance {
     bool created; /* CREATED: variables set, waiting for its start job */
     bool ended;
     int64_t next_seq;
-    unsigned steps; /* agenda steps in the current item, against runaway loops */
+    unsigned steps;               /* agenda steps in the current item, against runaway loops */
+    struct cf_val execution_view; /* `execution` in expressions, rebuilt on each use */
 };
 
 /* A job known to this engine, in memory. */

@@ -60,6 +60,7 @@ void cf__instance_free(struct cf_instance *inst)
         exec_free_tree(inst->root);
     free(inst->tenant_id);
     free(inst->business_key);
+    cf_val_free(&inst->execution_view);
     free(inst);
 }
 
@@ -172,9 +173,32 @@ const struct cf_val *cf__var_lookup(const struct cf_exec *x, const char *name)
     return NULL;
 }
 
+/* Camunda models read the execution in expressions, e.g. camunda:in
+ * businessKey="#{execution.processBusinessKey}": a read-only view of it, unless a process variable
+ * of that name hides it. */
+static const struct cf_val *execution_view(const struct cf_exec *x)
+{
+    struct cf_instance *inst = x->inst;
+    json_t *o = json_object();
+    char id[32];
+    json_object_set_new(o, "processBusinessKey",
+                        inst->business_key ? json_string(inst->business_key) : json_null());
+    snprintf(id, sizeof(id), "%" PRId64, inst->id);
+    json_object_set_new(o, "processInstanceId", json_string(id));
+    snprintf(id, sizeof(id), "%" PRId64, x->id);
+    json_object_set_new(o, "id", json_string(id));
+    json_object_set_new(o, "processDefinitionKey", json_string(inst->def->key));
+    json_object_set_new(o, "currentActivityId", x->elem ? json_string(x->elem->id) : json_null());
+    json_object_set_new(o, "tenantId", json_string(inst->tenant_id ? inst->tenant_id : ""));
+    cf_val_take_json(&inst->execution_view, o);
+    return &inst->execution_view;
+}
+
 int cf__expr_lookup(void *ctx, const char *name, const struct cf_val **out)
 {
     const struct cf_val *v = cf__var_lookup(ctx, name);
+    if (!v && strcmp(name, "execution") == 0)
+        v = execution_view(ctx);
     if (!v)
         return CF_ENOENT;
     *out = v;
@@ -832,59 +856,37 @@ static int call_activity(struct cf_engine *e, struct cf_exec *x)
     char err[1024];
     struct cf_def_row row;
     int rc;
-    int64_t def_id = 0;
-    if (el->called_binding && strcmp(el->called_binding, "deployment") == 0) {
+    const char *binding = el->called_binding ? el->called_binding : "latest";
+    if (strcmp(binding, "deployment") == 0) {
         /* The version deployed together with the caller. */
         struct cf_def_row me;
         rc = cf_store_def_get(e->store, x->inst->def->id, false, &me);
         if (rc)
             return rc;
-        rc = cf_store_def_latest(e->store, x->inst->tenant_id, el->called_element, &row);
-        if (!rc && row.deployment_id != me.deployment_id)
-            rc = CF_ENOENT;
-        if (!rc)
-            def_id = row.id;
+        rc = cf_store_def_in_deployment(e->store, me.deployment_id, el->called_element, &row);
         cf_def_row_free(&me);
+    } else if (strcmp(binding, "version") == 0) {
+        int64_t v = 0;
+        if (cf_parse_i64(el->called_version ? el->called_version : "", &v) != 0 || v < 1 ||
+            v > INT32_MAX)
+            rc = CF_ENOENT;
+        else
+            rc = cf_store_def_by_version(e->store, x->inst->tenant_id, el->called_element, (int)v,
+                                         &row);
     } else {
         rc = cf_store_def_latest(e->store, x->inst->tenant_id, el->called_element, &row);
-        if (!rc && el->called_binding && strcmp(el->called_binding, "version") == 0) {
-            int64_t v = 0;
-            cf_parse_i64(el->called_version ? el->called_version : "", &v);
-            int64_t latest_id = row.id;
-            (void)latest_id;
-            if (v < 1 || v > row.version) {
-                rc = CF_ENOENT;
-            } else {
-                /* Versions are numbered 1..latest per key: walk down from the latest. */
-                cf_def_row_free(&row);
-                rc = CF_ENOENT;
-                struct cf_def_row r2;
-                for (int64_t id = latest_id; id > 0 && rc == CF_ENOENT; id--) {
-                    if (cf_store_def_get(e->store, id, false, &r2) != 0)
-                        continue;
-                    if (strcmp(r2.key, el->called_element) == 0 &&
-                        strcmp(r2.tenant_id, x->inst->tenant_id) == 0 && r2.version == v) {
-                        def_id = r2.id;
-                        rc = 0;
-                    }
-                    cf_def_row_free(&r2);
-                }
-                memset(&row, 0, sizeof(row));
-            }
-        } else if (!rc) {
-            def_id = row.id;
-        }
     }
-    if (rc == 0)
-        cf_def_row_free(&row);
     if (rc == CF_ENOENT) {
-        cf_errf(err, sizeof(err), "call activity %s: no deployed process '%s'%s%s", el->id,
+        cf_errf(err, sizeof(err), "call activity %s: no deployed process '%s'%s%s%s", el->id,
                 el->called_element, el->called_version ? " version " : "",
-                el->called_version ? el->called_version : "");
+                el->called_version ? el->called_version : "",
+                strcmp(binding, "deployment") == 0 ? " in the caller's deployment" : "");
         return stop(e, x, RS_EXECUTE, "expression", err);
     }
     if (rc)
         return rc;
+    int64_t def_id = row.id;
+    cf_def_row_free(&row);
     struct cf_definition *def = cf__definition_get(e, def_id, err, sizeof(err));
     if (!def)
         return stop(e, x, RS_EXECUTE, "expression", err);

@@ -28,6 +28,8 @@ enum stmt_id {
     ST_DEF_GET_XML,
     ST_DEF_LIST,
     ST_INST_INSERT,
+    ST_DEF_BY_VERSION,
+    ST_DEF_IN_DEPLOYMENT,
     ST_INST_END,
     ST_INST_ACTIVATE,
     ST_INST_GET,
@@ -112,6 +114,10 @@ static const char *const stmt_sql[ST__COUNT] = {
         "INSERT INTO process_instance(definition_id, tenant_id, business_key, state, "
         "started_at, super_execution_id, super_instance_id) VALUES (?1, ?2, ?3, ?6, ?4, ?5, "
         "(SELECT instance_id FROM execution WHERE id = ?5))",
+    [ST_DEF_BY_VERSION] = "SELECT " DEF_COLS " FROM process_definition WHERE tenant_id = ? AND "
+                          "key = ? AND version = ?",
+    [ST_DEF_IN_DEPLOYMENT] = "SELECT " DEF_COLS " FROM process_definition WHERE deployment_id = ? "
+                             "AND key = ?",
     [ST_INST_END] = "UPDATE process_instance SET state = ?, ended_at = ? WHERE id = ?",
     [ST_INST_ACTIVATE] =
         "UPDATE process_instance SET state = 'ACTIVE', started_at = ? WHERE id = ? "
@@ -611,6 +617,33 @@ int cf_store_def_latest(struct cf_store *s, const char *tenant_id, const char *k
 {
     sqlite3_stmt *p = st(s, ST_DEF_LATEST);
     bind_text(p, 1, tenant_id ? tenant_id : "");
+    bind_text(p, 2, key);
+    int rc = one_row(s, p);
+    if (!rc)
+        read_def(p, out, false);
+    sqlite3_reset(p);
+    return rc;
+}
+
+int cf_store_def_by_version(struct cf_store *s, const char *tenant_id, const char *key, int version,
+                            struct cf_def_row *out)
+{
+    sqlite3_stmt *p = st(s, ST_DEF_BY_VERSION);
+    bind_text(p, 1, tenant_id ? tenant_id : "");
+    bind_text(p, 2, key);
+    sqlite3_bind_int(p, 3, version);
+    int rc = one_row(s, p);
+    if (!rc)
+        read_def(p, out, false);
+    sqlite3_reset(p);
+    return rc;
+}
+
+int cf_store_def_in_deployment(struct cf_store *s, int64_t deployment_id, const char *key,
+                               struct cf_def_row *out)
+{
+    sqlite3_stmt *p = st(s, ST_DEF_IN_DEPLOYMENT);
+    sqlite3_bind_int64(p, 1, deployment_id);
     bind_text(p, 2, key);
     int rc = one_row(s, p);
     if (!rc)

@@ -68,6 +68,10 @@ int cf_store_deployment_insert(struct cf_store *s, const char *name, const char 
 /* Latest version of `key` for `tenant_id`; CF_ENOENT when none. XML not loaded. */
 int cf_store_def_latest(struct cf_store *s, const char *tenant_id, const char *key,
                         struct cf_def_row *out);
+int cf_store_def_by_version(struct cf_store *s, const char *tenant_id, const char *key, int version,
+                            struct cf_def_row *out);
+int cf_store_def_in_deployment(struct cf_store *s, int64_t deployment_id, const char *key,
+                               struct cf_def_row *out);
 /* Inserts with version = latest + 1; fills r->id and r->version. */
 int cf_store_def_insert(struct cf_store *s, struct cf_def_row *r);
 int cf_store_def_get(struct cf_store *s, int64_t id, bool with_xml, struct cf_def_row *out);
