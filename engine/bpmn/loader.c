@@ -593,6 +593,23 @@ static void refuse(struct build *b, struct cf_elem *e, const xmlNode *n, const c
 
 /* ---- extension elements (camunda:*) ---- */
 
+/* "${'<text>'}" with backslashes and single quotes escaped, allocated in `a`. */
+static const char *quote_literal(struct cf__arena *a, const char *text)
+{
+    struct cf_buf q;
+    cf_buf_init(&q);
+    cf_buf_puts(&q, "${'");
+    for (const char *c = text; *c; c++) {
+        if (*c == '\\' || *c == '\'')
+            cf_buf_putc(&q, '\\');
+        cf_buf_putc(&q, *c);
+    }
+    cf_buf_puts(&q, "'}");
+    const char *out = cf__arena_strdup(a, q.data);
+    cf_buf_free(&q);
+    return out;
+}
+
 static void parse_mapping(struct build *b, struct cf_elem *e, const xmlNode *n, const char *kind,
                           struct cf_mapping **items, size_t *count, size_t *cap)
 {
@@ -646,16 +663,11 @@ static void parse_mapping(struct build *b, struct cf_elem *e, const xmlNode *n, 
             report(b->ld, mp.line, e->id, "camunda:field '%s' has more than one value", name);
             return;
         }
-        /* Camunda passes ${...} in a string value through untouched, while a template would
-         * evaluate it; rather than silently differ, ask for the explicit form. */
-        if (literal && (strstr(text, "${") || strstr(text, "#{"))) {
-            report(b->ld, mp.line, e->id,
-                   "camunda:field '%s' has a string value containing ${...} or #{...}; write it "
-                   "as an expression (expression=\"...\" or camunda:expression) if it is meant "
-                   "to be evaluated",
-                   name);
-            return;
-        }
+        /* Camunda passes a string value through untouched (FixedValue), even one that contains
+         * ${...}; as a template that text would be evaluated. Such a value becomes a JUEL string
+         * literal, which evaluates to exactly the text. */
+        if (literal && (strstr(text, "${") || strstr(text, "#{")))
+            text = quote_literal(b->a, text);
         mp.value = compile(b, text, mp.line, e->id, what);
     } else {
         for (const xmlNode *c = n->children; c; c = c->next) {

@@ -28,6 +28,9 @@ static const char *state_names[] = {"READY", "WAITING", "JOINING", "SCOPE", "INC
 static const char *resume_names[] = {NULL, "execute", "leave", "take"};
 
 static int cancel_children_of_call(struct cf_engine *e, struct cf_exec *x);
+static int apply_var_mappings(struct cf_engine *e, struct cf_exec *from, struct cf_exec *to,
+                              const struct cf_var_mapping *maps, size_t n, bool into_child,
+                              char *err, size_t errlen);
 
 /* --- instances and executions in memory --- */
 
@@ -592,10 +595,19 @@ static int throw_error(struct cf_engine *e, struct cf_exec *x, const char *code,
                     return catch_by_boundary(e, s, b, code, message);
             }
         }
-        /* Not caught in this instance: the call activity that started it throws it on. */
+        /* Not caught in this instance: the call activity that started it throws it on, after its
+         * camunda:out mappings, as Camunda 7's OutputVariablesPropagator does. */
         struct cf_exec *px = caller_of(e, from->inst);
         if (!px)
             break;
+        char err[1024];
+        int mrc = apply_var_mappings(e, from->inst->root, px, px->elem->call_out,
+                                     px->elem->n_call_out, false, err, sizeof(err));
+        if (mrc && mrc != CF_EEXPR)
+            return mrc;
+        if (mrc)
+            cf_log(CF_LOG_WARN, "instance=%" PRId64 " activity=%s: out mapping skipped: %s",
+                   px->inst->id, px->elem->id, err);
         act = px;
         from = px;
         scope = px->parent;

@@ -2,7 +2,7 @@
  * libFuzzer target for the BPMN loader: arbitrary bytes go through cf_bpmn_load() (libxml2 with
  * our hardening, the model build and the whole-graph validation), then every model is walked and
  * the diagnostics are formatted, so that dangling pointers in the model or the report show up
- * under ASan. It is not part of the CMake build; build it from the repository root with
+ * under ASan. CMake does not build the libFuzzer binary; build it from the repository root with
  *
  *   clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
  *     -D_POSIX_C_SOURCE=200809L -Iengine -Iengine/include \
@@ -11,12 +11,11 @@
  *     $(pkg-config --libs libxml-2.0 jansson libcrypto) -lm -o fuzz_bpmn
  *   ./fuzz_bpmn -max_total_time=60 -rss_limit_mb=2048 corpus/ tests/unit/bpmn/fixtures/
  *
- * Replace -fsanitize=fuzzer with -DCF_FUZZ_STANDALONE (any compiler, e.g. gcc) to get a main()
- * that replays the files named on the command line, for corpus runs without libFuzzer.
+ * Every test run also replays tools/fuzz/corpus/bpmn/ through tools/fuzz/replay.c, without
+ * libFuzzer (tests/CMakeLists.txt).
  */
 #include <stddef.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,22 +82,3 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cf_diags_free(&diags);
     return 0;
 }
-
-#ifdef CF_FUZZ_STANDALONE
-int main(int argc, char **argv)
-{
-    for (int i = 1; i < argc; i++) {
-        uint8_t *bytes = NULL;
-        size_t len = 0;
-        char err[512];
-        /* Read more than the loader accepts, so that the size check is replayed too. */
-        if (cf_read_file(argv[i], 4 * CF_BPMN_MAX_BYTES, &bytes, &len, err, sizeof(err)) != 0) {
-            fprintf(stderr, "%s\n", err);
-            return 1;
-        }
-        LLVMFuzzerTestOneInput(bytes, len);
-        free(bytes);
-    }
-    return 0;
-}
-#endif

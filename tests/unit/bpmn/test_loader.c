@@ -450,6 +450,50 @@ static void test_all_elements(void **state)
     loaded_free(&l);
 }
 
+static int no_variables(void *ctx, const char *name, const struct cf_val **out)
+{
+    (void)ctx;
+    (void)name;
+    (void)out;
+    return CF_ENOENT;
+}
+
+static void test_field_string_is_fixed(void **state)
+{
+    (void)state;
+    /* As in Camunda (FixedValue), ${...} inside a string value is text, not an expression. */
+    struct loaded l;
+    load_str(&l, DEFS_OPEN
+             "  <bpmn:process id=\"p\" isExecutable=\"true\">\n"
+             "    <bpmn:startEvent id=\"s\" />\n"
+             "    <bpmn:serviceTask id=\"t\" camunda:delegateExpression=\"${task}\">\n"
+             "      <bpmn:extensionElements>\n"
+             "        <camunda:field name=\"a\" stringValue=\"it's ${x} \\ #{y}\" />\n"
+             "        <camunda:field name=\"b\"><camunda:string>Dear ${customer}</camunda:string>"
+             "</camunda:field>\n"
+             "        <camunda:field name=\"c\" stringValue=\"plain\" />\n"
+             "        <camunda:field name=\"d\" expression=\"${'x'}\" />\n"
+             "      </bpmn:extensionElements>\n"
+             "    </bpmn:serviceTask>\n"
+             "  </bpmn:process>\n" DEFS_CLOSE);
+    expect_ok(&l);
+    const struct cf_elem *t = elem(l.models[0], "t");
+    static const char *const want[] = {"it's ${x} \\ #{y}", "Dear ${customer}", "plain", "x"};
+    assert_int_equal(t->n_fields, 4);
+    for (size_t i = 0; i < 4; i++) {
+        struct cf_val v = CF_VAL_NULL_INIT;
+        char err[256];
+        assert_int_equal(cf_expr_eval(t->fields[i].value, no_variables, NULL, &v, err, sizeof(err)),
+                         0);
+        assert_int_equal(v.type, CF_VALUE_STRING);
+        assert_string_equal(v.u.s, want[i]);
+        cf_val_free(&v);
+    }
+    /* Plain text stays plain, so deployment checks still see a fixed value. */
+    assert_false(cf_expr_is_dynamic(t->fields[2].value));
+    loaded_free(&l);
+}
+
 static void test_activiti_namespace(void **state)
 {
     (void)state;
@@ -770,7 +814,7 @@ static void test_bad_booleans_and_call_activity(void **state)
              "    </bpmn:callActivity>\n"
              "    <bpmn:serviceTask id=\"f\" camunda:delegateExpression=\"${t}\">\n"
              "      <bpmn:extensionElements>\n"
-             "        <camunda:field name=\"ambiguous\" stringValue=\"${x}\" />\n"
+             "        <camunda:field name=\"fixed\" stringValue=\"it's ${x}\" />\n"
              "        <camunda:field name=\"twice\" stringValue=\"a\" expression=\"${b}\" />\n"
              "        <camunda:field name=\"none\" />\n"
              "        <camunda:inputParameter name=\"misplaced\">1</camunda:inputParameter>\n"
@@ -786,14 +830,13 @@ static void test_bad_booleans_and_call_activity(void **state)
     expect_diag(&l, "c2", "calledElementBinding=\"versionTag\" is not supported");
     expect_diag(&l, "c4", "calledElementVersion=\"${v}\" is not a version number");
     assert_int_equal(expect_diag(&l, "c3", "camunda:in needs a target")->line, 10);
-    assert_int_equal(expect_diag(&l, "f", "'ambiguous' has a string value containing ${")->line,
-                     14);
     expect_diag(&l, "f", "'twice' has more than one value");
     expect_diag(&l, "f", "'none' needs a stringValue or expression");
     assert_int_equal(expect_diag(&l, "f", "camunda:inputParameter has no name")->line, 18);
     /* A parameter outside camunda:inputOutput is not one; it is ignored, as Camunda does. */
     assert_null(find_diag(&l, "f", "misplaced"));
-    assert_int_equal(l.diags.count, 9);
+    assert_null(find_diag(&l, "f", "fixed"));
+    assert_int_equal(l.diags.count, 8);
     loaded_free(&l);
 }
 
@@ -1120,6 +1163,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_modeler_file),
         cmocka_unit_test(test_all_elements),
+        cmocka_unit_test(test_field_string_is_fixed),
         cmocka_unit_test(test_activiti_namespace),
         cmocka_unit_test(test_error_refs),
         cmocka_unit_test(test_error_end_event_rules),
