@@ -1085,10 +1085,44 @@ static void host_log(struct cf_call *call, int level, const char *fmt, ...)
 
 static const void *host_service(struct cf_call *call, const char *name, uint32_t version)
 {
-    (void)call;
-    (void)name;
-    (void)version;
+    struct cf_engine *e = ctx_of(call)->e;
+    for (size_t i = 0; i < e->n_services; i++)
+        if (strcmp(e->services[i].name, name) == 0 && e->services[i].version == version)
+            return e->services[i].impl;
     return NULL;
+}
+
+static int host_attempts_left(struct cf_call *call)
+{
+    struct cf_call_ctx *c = ctx_of(call);
+    return c->job ? c->job->retries : 0;
+}
+
+int cf_engine_set_service(struct cf_engine *e, const char *name, uint32_t version, const void *impl)
+{
+    for (size_t i = 0; i < e->n_services; i++)
+        if (strcmp(e->services[i].name, name) == 0 && e->services[i].version == version) {
+            e->services[i].impl = impl;
+            return 0;
+        }
+    if (e->n_services == CF_ARRAY_LEN(e->services))
+        return CF_ELIMIT;
+    e->services[e->n_services].name = name;
+    e->services[e->n_services].version = version;
+    e->services[e->n_services].impl = impl;
+    e->n_services++;
+    return 0;
+}
+
+int64_t cf_call_instance_id(struct cf_call *call)
+{
+    struct cf_call_ctx *c = ctx_of(call);
+    return c->job ? c->job->instance_id : 0;
+}
+
+struct cf_engine *cf_call_engine(struct cf_call *call)
+{
+    return ctx_of(call)->e;
 }
 
 /* Resolves the parameters of a call: admin configuration over camunda:inputParameter (already
@@ -1519,6 +1553,7 @@ int cf_engine_open(uv_loop_t *loop, const struct cf_engine_options *opt, struct 
         .queue_work = host_queue_work,
         .log = host_log,
         .service = host_service,
+        .attempts_left = host_attempts_left,
     };
     struct cf_store_options so = {.synchronous_normal = opt->synchronous_normal};
     int rc = cf_store_open(opt->db_path, &so, &e->store, err, errlen);

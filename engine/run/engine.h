@@ -137,6 +137,13 @@ int cf_engine_cancel_instance(struct cf_engine *e, int64_t instance_id, const ch
 int cf_engine_set_variables(struct cf_engine *e, int64_t instance_id,
                             const struct cf_named_val *set, size_t n_set,
                             const char *const *deletions, size_t n_del, char *err, size_t errlen);
+/* Offers a service to plug-ins (host->service), e.g. the "ca" service of ca/service.c. `name`
+ * and `impl` must outlive the engine. */
+int cf_engine_set_service(struct cf_engine *e, const char *name, uint32_t version,
+                          const void *impl);
+/* For host services: the engine and instance behind a call of a plug-in. */
+struct cf_engine *cf_call_engine(struct cf_call *call);
+int64_t cf_call_instance_id(struct cf_call *call);
 /* Retries an incident: a failed job gets `retries` more attempts (at least 1); any other incident
  * re-executes the activity where it stopped. */
 int cf_engine_retry_incident(struct cf_engine *e, int64_t incident_id, int retries, char *err,

@@ -160,6 +160,12 @@ struct cf_engine {
     } * agenda;
     size_t agenda_head, agenda_len, agenda_cap;
     struct cf_call_ctx *calls; /* running calls, for close */
+    struct {
+        const char *name;
+        uint32_t version;
+        const void *impl;
+    } services[8];
+    size_t n_services;
 };
 
 /* runtime.c: token movement inside a transaction. */

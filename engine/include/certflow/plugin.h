@@ -35,7 +35,7 @@ extern "C" {
 #endif
 
 #define CF_PLUGIN_ABI_MAJOR 1
-#define CF_PLUGIN_ABI_MINOR 0
+#define CF_PLUGIN_ABI_MINOR 1
 #define CF_PLUGIN_INIT_SYMBOL "cf_plugin_init"
 
 #if defined(__GNUC__)
@@ -176,6 +176,70 @@ struct cf_host {
     /* Optional services of the host by name ("ca", ...), each a struct that starts with its size,
      * or NULL when the host has none under that name and version. */
     const void *(*service)(struct cf_call *call, const char *name, uint32_t version);
+
+    /* ABI 1.1: how many runs this call's job has left, this one included (1 = the last). A task
+     * that meets a transient failure fails retryably while more than one is left, and throws
+     * its BPMN error on the last (e.g. CaConnectionFailed). */
+    int (*attempts_left)(struct cf_call *call);
+};
+
+/*
+ * The "ca" service (version 1): certificates through the certificate templates of the tenant.
+ * A task names a template, never a CA address; the template says which CA connection (embedded,
+ * cmp, cm-rest) and which procedure (validity, key policy, extensions, subject and SAN policy).
+ * Issuance is idempotent per call: the host uses the call's idempotency key, so a retry or a
+ * crash-resume of the same step gets the certificate already issued, never a second one.
+ * Every issued certificate is stored as a certificate core object before it is handed out.
+ */
+#define CF_SERVICE_CA "ca"
+#define CF_SERVICE_CA_VERSION 1
+
+/* How a CA request ended; the names are the BPMN error codes Smart ID's tasks throw. */
+enum cf_ca_outcome {
+    CF_CA_RESULT_OK = 0,
+    CF_CA_RESULT_COMMON_ERROR = 1,     /* "CommonError": no valid request could be made */
+    CF_CA_RESULT_REQUEST_FAILED = 2,   /* "CaRequestFailed": the CA answered no */
+    CF_CA_RESULT_CONNECTION_FAILED = 3 /* "CaConnectionFailed": cannot reach or talk to the CA */
+};
+
+/* Replaces what the CSR asks for (executeModifiedPKCS10RequestTask): the CSR then only proves
+ * possession of the key. NULL fields keep the CSR's. */
+struct cf_ca_override {
+    size_t size;
+    const char *subject_dn;     /* "CN=a.example,O=Example" (RFC 2253 / OpenSSL order) */
+    const char *const *san_dns; /* NULL-terminated lists, or NULL */
+    const char *const *san_ip;
+    const char *const *san_email;
+    const char *const *san_uri;
+};
+
+struct cf_ca_result {
+    size_t size;
+    enum cf_ca_outcome outcome;
+    const char *message;     /* for errors: what went wrong, for people */
+    const uint8_t *cert_der; /* the certificate (OK) */
+    size_t cert_der_len;
+    const char *cert_pem;    /* the same as PEM text with headers */
+    const uint8_t *chain_p7; /* the chain as DER PKCS#7 certs-only (leaf, issuing, root) */
+    size_t chain_p7_len;
+    int64_t certificate_id; /* the stored certificate core object */
+    int replayed;           /* 1 when an earlier run of this step had issued it */
+};
+
+/* Called once on the loop thread; the result and its buffers are valid during the call only. */
+typedef void (*cf_ca_done_fn)(struct cf_call *call, const struct cf_ca_result *result, void *arg);
+
+struct cf_ca_service {
+    size_t size;
+    /* Issues from a PKCS#10 request (PEM or DER bytes) through `template_name`. Returns 0 and
+     * later calls `done` exactly once, or returns a negative value (then `done` never runs). */
+    int (*issue_pkcs10)(struct cf_call *call, const char *template_name, const uint8_t *csr,
+                        size_t csr_len, const struct cf_ca_override *override, cf_ca_done_fn done,
+                        void *arg);
+    /* Whether the template's CA connection can carry an override (a modified request). 1 yes,
+     * 0 no, negative: no such template. `why` gets a sentence when it cannot. */
+    int (*supports_override)(struct cf_call *call, const char *template_name, char *why,
+                             size_t whylen);
 };
 
 /* The one symbol a plug-in exports. Returns NULL to refuse loading (after logging why). */
