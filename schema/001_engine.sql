@@ -66,7 +66,8 @@ CREATE INDEX variable_instance ON variable(instance_id);
 -- one database; retries count down on technical failures; attempt counts every execution,
 -- including one cut short by a crash.
 CREATE TABLE job (
-    id              INTEGER PRIMARY KEY,
+    -- AUTOINCREMENT: an incident keeps pointing at its job's id, never at a later job's.
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
     type            TEXT NOT NULL CHECK (type IN ('call', 'async-before', 'async-after', 'timer', 'start', 'message')),
     instance_id     INTEGER REFERENCES process_instance(id),
     execution_id    INTEGER REFERENCES execution(id),

@@ -63,3 +63,5 @@ CREATE TABLE certificate (
     UNIQUE (tenant_id, sha256)
 );
 CREATE INDEX certificate_serial ON certificate(tenant_id, serial);
+-- The incident hook finds the certificate whose push started an instance.
+CREATE INDEX certificate_instance ON certificate(instance_id) WHERE instance_id IS NOT NULL;

@@ -48,10 +48,10 @@ bool cf_principal_has_tenant(const struct cf_principal *p, const char *tenant_id
 struct cf_api_request {
     struct cf_api *api;
     struct cf_http_request *http;
-    struct cf_principal who;     /* valid when the route is not public */
+    struct cf_principal who;                   /* valid when the route is not public */
     const char *captures[CF_API_MAX_CAPTURES]; /* {name} parts of the pattern, decoded */
     size_t n_captures;
-    void *data;                  /* free for the route */
+    void *data; /* free for the route */
 };
 
 typedef void (*cf_route_fn)(struct cf_api_request *r);
@@ -64,13 +64,21 @@ struct cf_route {
     const char *pattern; /* "/engine-rest/process-definition/{id}/xml"; {x} matches one segment */
     cf_route_fn fn;
     unsigned flags;
-    size_t body_limit;   /* 0: the server default (64 KiB) */
+    size_t body_limit; /* 0: the server default (64 KiB) */
 };
 
 struct cf_api_config {
     struct cf_engine *engine;
     const char *data_dir;
-    bool metrics_public; /* /metrics without authentication (loopback scrapers) */
+    bool metrics_public;             /* /metrics without authentication (loopback scrapers) */
+    uv_loop_t *loop;                 /* the engine's loop, for password checks on the thread pool;
+                                        NULL: uv_default_loop() */
+    int auth_failure_limit;          /* failed logins per address and per user name in one window
+                                        before 429; 0: 10 */
+    uint64_t auth_failure_window_ms; /* 0: 60 s */
+    uint64_t auth_cache_ttl_ms;      /* how long a verified Basic credential is remembered (as a
+                                        keyed hash, never the password); 0: 60 s */
+    bool auth_cache_off;             /* verify every request with argon2id */
 };
 
 int cf_api_new(const struct cf_api_config *cfg, struct cf_api **out, char *err, size_t errlen);
@@ -107,5 +115,20 @@ struct cf_push_stats {
     uint64_t failed;     /* 5xx */
 };
 void cf_api_push_stats(const struct cf_api *api, struct cf_push_stats *out);
+
+/* Hook for the engine observer's incident callback (the daemon owns the observer): when the
+ * instance, or the instance that called it, was started by a push, one line with
+ * "CertificatePublicationException certificateId=<id>" and the reason is logged after the
+ * current transaction. */
+void cf_api_push_incident(struct cf_api *api, int64_t instance_id, const char *activity_id,
+                          const char *type, const char *message);
+
+/* True while the router still waits for work of its own (password checks on the thread pool,
+ * pushes waiting for their commit); a daemon that shuts down waits for it to become false. */
+bool cf_api_busy(const struct cf_api *api);
+
+/* The RFC 2253 text of a DN (X509_NAME_print_ex with XN_FLAG_RFC2253) as users are mapped by
+ * it; a new string, or NULL when it cannot be printed. */
+char *cf_api_dn_text(const X509_NAME *name);
 
 #endif

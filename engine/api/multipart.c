@@ -150,8 +150,8 @@ int cf_multipart_boundary(const char *content_type, char *out, char *err, size_t
             break;
         if (ieq(name, name_len, "boundary")) {
             size_t vlen = strlen(value);
-            bool ok = !found && vlen >= 1 && vlen <= CF_MULTIPART_MAX_BOUNDARY &&
-                      value[vlen - 1] != ' ';
+            bool ok =
+                !found && vlen >= 1 && vlen <= CF_MULTIPART_MAX_BOUNDARY && value[vlen - 1] != ' ';
             for (size_t i = 0; ok && i < vlen; i++)
                 ok = is_bchar((unsigned char)value[i]);
             if (!ok) {
@@ -345,8 +345,7 @@ static int parse_part_headers(const uint8_t *body, size_t len, size_t *pos,
         for (size_t k = c + 1; k < line_len; k++) {
             unsigned char ch = (unsigned char)line[k];
             if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
-                cf_errf(err, errlen, "%s: control character in header '%.*s'", label, (int)c,
-                        line);
+                cf_errf(err, errlen, "%s: control character in header '%.*s'", label, (int)c, line);
                 return CF_EPARSE;
             }
         }

@@ -19,6 +19,9 @@
  *
  * Ownership: the server owns requests; header and body pointers are valid until the response.
  * Free the server with cf_http_server_close(), then run the loop until its handles are closed.
+ * If cf_http_server_start() fails after opening a socket (a port in use), it closes what it
+ * opened the same way: run the loop before uv_loop_close(). The process must ignore SIGPIPE, as
+ * libuv writes to sockets with write(2).
  */
 #ifndef CF_NET_HTTP_H
 #define CF_NET_HTTP_H
@@ -33,9 +36,9 @@
 #include "base/base.h"
 
 enum cf_listener_kind {
-    CF_LISTEN_PLAIN,      /* http, loopback only */
-    CF_LISTEN_TLS,        /* https, no client certificate asked */
-    CF_LISTEN_TLS_CLIENT  /* https, a client certificate that chains to the truststore required */
+    CF_LISTEN_PLAIN,     /* http, loopback only */
+    CF_LISTEN_TLS,       /* https, no client certificate asked */
+    CF_LISTEN_TLS_CLIENT /* https, a client certificate that chains to the truststore required */
 };
 
 struct cf_listener_config {
@@ -49,15 +52,15 @@ struct cf_listener_config {
 };
 
 struct cf_http_limits {
-    size_t max_header_bytes;  /* 8192 */
-    size_t max_headers;       /* 64 */
-    size_t max_url_bytes;     /* 2048 */
-    size_t max_body_bytes;    /* default body limit, 64 KiB; routes may raise it */
-    uint64_t header_timeout_ms; /* 10 s */
-    uint64_t body_timeout_ms;   /* 30 s */
-    uint64_t idle_timeout_ms;   /* 60 s keep-alive */
+    size_t max_header_bytes;       /* 8192 */
+    size_t max_headers;            /* 64 */
+    size_t max_url_bytes;          /* 2048 */
+    size_t max_body_bytes;         /* default body limit, 64 KiB; routes may raise it */
+    uint64_t header_timeout_ms;    /* 10 s */
+    uint64_t body_timeout_ms;      /* 30 s */
+    uint64_t idle_timeout_ms;      /* 60 s keep-alive */
     uint64_t handshake_timeout_ms; /* 10 s */
-    int max_connections;        /* per listener, 1024 */
+    int max_connections;           /* per listener, 1024 */
 };
 
 struct cf_http_header {
@@ -66,22 +69,22 @@ struct cf_http_header {
 };
 
 struct cf_http_request {
-    const char *method;   /* "GET", "POST", ... */
-    const char *target;   /* raw request target */
-    const char *path;     /* percent-decoded path, without query */
-    const char *query;    /* raw query string without '?', or "" */
+    const char *method; /* "GET", "POST", ... */
+    const char *target; /* raw request target */
+    const char *path;   /* percent-decoded path, without query */
+    const char *query;  /* raw query string without '?', or "" */
     const struct cf_http_header *headers;
     size_t n_headers;
     const uint8_t *body;
     size_t body_len;
     enum cf_listener_kind listener;
-    int listener_index;   /* position of the listener in the config */
-    X509 *peer_cert;      /* verified client certificate (TLS_CLIENT), or NULL; borrowed */
-    STACK_OF(X509) *peer_chain; /* its verified chain, or NULL; borrowed */
-    char peer_addr[64];   /* "127.0.0.1:54321" */
-    uint64_t received_ms; /* monotonic time the request was complete */
-    bool gone;            /* the connection closed before the response */
-    void *user;           /* free for the handler */
+    int listener_index;          /* position of the listener in the config */
+    X509 *peer_cert;             /* verified client certificate (TLS_CLIENT), or NULL; borrowed */
+    STACK_OF(X509) * peer_chain; /* its verified chain, or NULL; borrowed */
+    char peer_addr[64];          /* "127.0.0.1:54321" */
+    uint64_t received_ms;        /* monotonic time the request was complete */
+    bool gone;                   /* the connection closed before the response */
+    void *user;                  /* free for the handler */
 };
 
 /* Case-insensitive header lookup; the first value, or NULL. */

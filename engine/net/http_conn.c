@@ -269,7 +269,7 @@ static const char *reason_phrase(int status)
     }
 }
 
-/* IMF-fixdate (RFC 9110 §5.6.7), with its own names so that no locale can change them. */
+/* IMF-fixdate (RFC 9110 section 5.6.7), with its own names so that no locale can change them. */
 static void http_date(char *out, size_t outlen)
 {
     static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
@@ -337,8 +337,7 @@ static void write_response(struct cf__hconn *c, int status, const char *ctype,
     for (size_t i = 0; headers && headers[i]; i += 2) {
         const char *name = headers[i], *value = headers[i + 1];
         if (!value) {
-            cf_log(CF_LOG_ERROR, "http: response header without a value dropped status=%d",
-                   status);
+            cf_log(CF_LOG_ERROR, "http: response header without a value dropped status=%d", status);
             break;
         }
         if (!valid_name(name) || !valid_value(value) || reserved_name(name)) {
@@ -617,8 +616,8 @@ static int split_target(struct cf__http_req *r)
     size_t ps = 0, pe, qs = 0, qe = 0;
     const char *scheme_end = strstr(t, "://");
     if (t[0] != '/' && t[0] != '*' && scheme_end) {
-        const char *slash = strchr(scheme_end + 3, '/');
-        ps = slash ? (size_t)(slash - t) : strlen(t);
+        const char *authority = scheme_end + 3;
+        ps = (size_t)(authority - t) + strcspn(authority, "/?#");
     }
     pe = ps + strcspn(t + ps, "?#");
     if (t[pe] == '?') {
@@ -682,7 +681,8 @@ static int on_headers_complete(llhttp_t *p)
     r->head = llhttp_get_method(p) == HTTP_HEAD;
     r->keep_alive = llhttp_should_keep_alive(p) && !llhttp_get_upgrade(p);
 
-    /* RFC 9112 §3.2: a server answers 400 to an HTTP/1.1 request without exactly one Host. */
+    /* RFC 9112 section 3.2: a server answers 400 to an HTTP/1.1 request without exactly one Host.
+     */
     size_t hosts = 0;
     for (size_t i = 0; i < nh; i++)
         hosts += strcasecmp(r->headers[i].name, "Host") == 0;

@@ -22,7 +22,11 @@
 #include "llhttp.h"
 #include "net/http.h"
 
-/* Counters as the core keeps them: latency buckets are per bucket, not cumulative. */
+/* Counters as the core keeps them. `requests` counts requests handed to the handler;
+ * `responses_by_class` counts every answer written, the server's own refusals (400, 408, 413,
+ * 503, ...) included, but not answers dropped because the connection was gone. Latency runs from
+ * the request being complete to its answer being queued, for handler answers only; buckets are
+ * per bucket here and made cumulative by cf_http_server_stats(). */
 struct cf__http_counters {
     uint64_t requests;
     uint64_t responses_by_class[6];
@@ -84,13 +88,13 @@ struct cf__hconn {
     int listener_index;
     char peer_addr[64];
     X509 *peer_cert;             /* owned reference, or NULL */
-    STACK_OF(X509) *peer_chain;  /* owned, or NULL */
+    STACK_OF(X509) * peer_chain; /* owned, or NULL */
     struct cf_buf in;            /* received bytes from in_off on are not parsed yet */
     size_t in_off;
-    struct cf__http_req *req;    /* being read, or with the handler */
-    struct cf__http_req *ready;  /* complete, to be handed to the handler */
+    struct cf__http_req *req;   /* being read, or with the handler */
+    struct cf__http_req *ready; /* complete, to be handed to the handler */
     enum cf__hconn_phase phase;
-    int err_status;              /* set by a parser callback that refuses the request */
+    int err_status; /* set by a parser callback that refuses the request */
     const char *err_text;
     size_t header_bytes;
     size_t url_bytes;
@@ -98,24 +102,24 @@ struct cf__hconn {
     bool in_process;
     bool again;
     bool draining;
-    bool in_headers;             /* between message begin and headers complete */
+    bool in_headers; /* between message begin and headers complete */
 };
 
 /* A request as the core keeps it; the public part comes first. */
 struct cf__http_req {
     struct cf_http_request pub;
     uint32_t magic;
-    struct cf__hconn *conn;          /* NULL once gone */
-    struct cf__http_env *env;        /* NULL once the server is freed */
+    struct cf__hconn *conn;           /* NULL once gone */
+    struct cf__http_env *env;         /* NULL once the server is freed */
     struct cf__http_req *prev, *next; /* on env->orphans or a retire list */
-    struct cf_buf raw;               /* method, target, header names and values, path; NUL-separated */
+    struct cf_buf raw; /* method, target, header names and values, path; NUL-separated */
     struct cf_buf body;
-    size_t *offs;                    /* header name and value offsets into raw, in pairs */
+    size_t *offs; /* header name and value offsets into raw, in pairs */
     size_t n_offs, cap_offs;
     size_t method_off, target_off, path_off, query_off;
     struct cf_http_header *headers;
     size_t body_limit;
-    uint64_t done_ns;                /* monotonic, for the latency histogram */
+    uint64_t done_ns; /* monotonic, for the latency histogram */
     bool keep_alive;
     bool head;
     bool responded;

@@ -434,100 +434,173 @@ void cf_deploy_result_free(struct cf_deploy_result *r)
     memset(r, 0, sizeof(*r));
 }
 
-int cf_engine_deploy(struct cf_engine *e, const char *resource_name, const uint8_t *xml, size_t len,
-                     const char *tenant_id, struct cf_deploy_result *res)
+int cf_engine_deploy_resources(struct cf_engine *e, const struct cf_deploy_options *opt,
+                               const struct cf_resource *resources, size_t n_resources,
+                               struct cf_deploy_result *res)
 {
     memset(res, 0, sizeof(*res));
     cf_diags_init(&res->diags);
     cf_diags_init(&res->warnings);
-    tenant_id = tenant_id ? tenant_id : "";
-    struct cf_model **models = NULL;
-    size_t n = 0;
-    int rc = cf_bpmn_load(xml, len, &models, &n, &res->diags);
-    if (!rc)
-        rc = cf_engine_check_models(e->registry, e->store, tenant_id, models, n, &res->diags,
-                                    &res->warnings);
-    if (rc) {
-        cf_models_free(models, n);
-        return rc;
+    const char *tenant_id = opt->tenant_id ? opt->tenant_id : "";
+    /* Every resource is parsed and checked before anything is stored: a deployment is stored
+     * whole or not at all. */
+    struct cf_model ***models = cf_xcalloc(n_resources ? n_resources : 1, sizeof(*models));
+    size_t *n_models = cf_xcalloc(n_resources ? n_resources : 1, sizeof(*n_models));
+    size_t total = 0;
+    int rc = 0;
+    for (size_t r = 0; r < n_resources; r++) {
+        struct cf_diags d, w;
+        cf_diags_init(&d);
+        cf_diags_init(&w);
+        int lrc = cf_bpmn_load(resources[r].bytes, resources[r].len, &models[r], &n_models[r], &d);
+        if (!lrc)
+            lrc = cf_engine_check_models(e->registry, e->store, tenant_id, models[r], n_models[r],
+                                         &d, &w);
+        for (size_t i = 0; i < d.count; i++)
+            cf_diags_add(&res->diags, d.items[i].line, d.items[i].element_id, "%s%s%s",
+                         n_resources > 1 ? resources[r].name : "", n_resources > 1 ? ": " : "",
+                         d.items[i].message);
+        for (size_t i = 0; i < w.count; i++)
+            cf_diags_add(&res->warnings, w.items[i].line, w.items[i].element_id, "%s%s%s",
+                         n_resources > 1 ? resources[r].name : "", n_resources > 1 ? ": " : "",
+                         w.items[i].message);
+        cf_diags_free(&d);
+        cf_diags_free(&w);
+        if (lrc && !rc)
+            rc = lrc;
+        total += n_models[r];
     }
-    char sha[65];
-    cf_sha256_hex(xml, len, sha);
-    res->defs = cf_xcalloc(n, sizeof(*res->defs));
-    res->n_defs = n;
+    if (rc)
+        goto done;
+    res->defs = cf_xcalloc(total ? total : 1, sizeof(*res->defs));
     if ((rc = cf_store_begin(e->store)))
         goto fail;
-    for (size_t i = 0; i < n && !rc; i++) {
-        struct cf_deployed *d = &res->defs[i];
-        d->key = cf_xstrdup(models[i]->key);
-        struct cf_def_row latest;
-        int lrc = cf_store_def_latest(e->store, tenant_id, models[i]->key, &latest);
-        if (lrc && lrc != CF_ENOENT) {
-            rc = lrc;
-            break;
+    for (size_t r = 0; r < n_resources && !rc; r++) {
+        char sha[65];
+        cf_sha256_hex(resources[r].bytes, resources[r].len, sha);
+        for (size_t i = 0; i < n_models[r] && !rc; i++) {
+            struct cf_model *m = models[r][i];
+            struct cf_deployed *d = &res->defs[res->n_defs++];
+            d->key = cf_xstrdup(m->key);
+            d->resource = resources[r].name;
+            struct cf_def_row latest;
+            int lrc = cf_store_def_latest(e->store, tenant_id, m->key, &latest);
+            if (lrc && lrc != CF_ENOENT) {
+                rc = lrc;
+                break;
+            }
+            bool same = !lrc && strcmp(latest.sha256, sha) == 0;
+            if (!lrc) {
+                d->definition_id = latest.id;
+                d->version = latest.version;
+                cf_def_row_free(&latest);
+            }
+            if (same && opt->duplicate_filtering)
+                continue;
+            if (!res->deployment_id &&
+                (rc = cf_store_deployment_insert(
+                     e->store, opt->name ? opt->name : resources[r].name,
+                     opt->source ? opt->source : "certflow", tenant_id, &res->deployment_id)))
+                break;
+            struct cf_def_row row = {
+                .key = (char *)m->key,
+                .tenant_id = (char *)tenant_id,
+                .name = (char *)m->name,
+                .deployment_id = res->deployment_id,
+                .resource_name = (char *)resources[r].name,
+                .sha256 = sha,
+                .deployed_at = cf_now_ms(),
+                .xml = (uint8_t *)resources[r].bytes,
+                .xml_len = resources[r].len,
+            };
+            if ((rc = cf_store_def_insert(e->store, &row)))
+                break;
+            d->definition_id = row.id;
+            d->version = row.version;
+            d->is_new = true;
+            char derr[512];
+            struct cf_definition *def = cf__definition_get(e, row.id, derr, sizeof(derr));
+            if (!def) {
+                cf_diags_add(&res->diags, 0, d->key, "%s", derr);
+                rc = CF_EINVALID;
+                break;
+            }
+            rc = cf__schedule_start_events(e, def);
         }
-        if (!lrc && strcmp(latest.sha256, sha) == 0) {
-            d->definition_id = latest.id;
-            d->version = latest.version;
-            cf_def_row_free(&latest);
-            continue;
-        }
-        if (!lrc)
-            cf_def_row_free(&latest);
-        if (!res->deployment_id &&
-            (rc = cf_store_deployment_insert(e->store, resource_name, "certflow", tenant_id,
-                                             &res->deployment_id)))
-            break;
-        struct cf_def_row row = {
-            .key = (char *)models[i]->key,
-            .tenant_id = (char *)tenant_id,
-            .name = (char *)models[i]->name,
-            .deployment_id = res->deployment_id,
-            .resource_name = (char *)resource_name,
-            .sha256 = sha,
-            .deployed_at = cf_now_ms(),
-            .xml = (uint8_t *)xml,
-            .xml_len = len,
-        };
-        if ((rc = cf_store_def_insert(e->store, &row)))
-            break;
-        d->definition_id = row.id;
-        d->version = row.version;
-        d->is_new = true;
-        char derr[512];
-        struct cf_definition *def = cf__definition_get(e, row.id, derr, sizeof(derr));
-        if (!def) {
-            cf_diags_add(&res->diags, 0, d->key, "%s", derr);
-            rc = CF_EINVALID;
-            break;
-        }
-        if ((rc = cf__schedule_start_events(e, def)))
-            break;
     }
     if (!rc)
         rc = cf_store_commit(e->store);
     if (rc) {
         cf_store_rollback(e->store);
         /* Definitions cached during the failed transaction do not exist. */
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < res->n_defs; i++)
             if (res->defs[i].is_new)
                 definition_free(cf_imap_del(&e->defs, res->defs[i].definition_id));
         goto fail;
     }
     schedule_due(e);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < res->n_defs; i++)
         if (res->defs[i].is_new)
             cf_log(CF_LOG_INFO,
                    "deployed process key=%s version=%d definition=%" PRId64 " resource=%s",
                    res->defs[i].key, res->defs[i].version, res->defs[i].definition_id,
-                   resource_name);
-    cf_models_free(models, n);
-    return 0;
+                   res->defs[i].resource);
+    goto done;
 fail:
-    cf_diags_add(&res->diags, 0, NULL, "deployment could not be stored: %s (%s)", cf_strerror(rc),
-                 cf_store_errmsg(e->store));
-    cf_models_free(models, n);
+    if (rc != CF_EINVALID)
+        cf_diags_add(&res->diags, 0, NULL, "deployment could not be stored: %s (%s)",
+                     cf_strerror(rc), cf_store_errmsg(e->store));
+done:
+    for (size_t r = 0; r < n_resources; r++)
+        cf_models_free(models[r], n_models[r]);
+    free(models);
+    free(n_models);
     return rc;
+}
+
+int cf_engine_deploy(struct cf_engine *e, const char *resource_name, const uint8_t *xml, size_t len,
+                     const char *tenant_id, struct cf_deploy_result *res)
+{
+    struct cf_resource r = {.name = resource_name, .bytes = xml, .len = len};
+    struct cf_deploy_options opt = {.name = resource_name,
+                                    .source = "certflow",
+                                    .tenant_id = tenant_id,
+                                    .duplicate_filtering = true};
+    return cf_engine_deploy_resources(e, &opt, &r, 1, res);
+}
+
+void cf_engine_params_changed(struct cf_engine *e, const char *tenant_id, const char *process_key)
+{
+    /* Cached definitions hold the admin configuration of their key: read it again. */
+    for (size_t i = 0; i < e->defs.cap; i++) {
+        struct cf_definition *d = e->defs.slots[i].value;
+        if (!e->defs.slots[i].key || strcmp(d->key, process_key) != 0 ||
+            strcmp(d->tenant_id, tenant_id ? tenant_id : "") != 0)
+            continue;
+        for (size_t k = 0; k < d->n_params; k++) {
+            free(d->params[k].activity_id);
+            free(d->params[k].name);
+            OPENSSL_cleanse(d->params[k].value, strlen(d->params[k].value));
+            free(d->params[k].value);
+        }
+        free(d->params);
+        d->params = NULL;
+        d->n_params = 0;
+        cf_store_param_list(e->store, d->tenant_id, d->key, NULL, collect_param, d);
+    }
+}
+
+struct job_incident {
+    int64_t job_id;
+    int64_t incident_id;
+};
+
+static int incident_for_job(void *arg, const struct cf_incident_row *r)
+{
+    struct job_incident *f = arg;
+    if (r->job_id == f->job_id && !f->incident_id)
+        f->incident_id = r->id;
+    return 0;
 }
 
 /* --- transactions --- */
@@ -1123,6 +1196,21 @@ int64_t cf_call_instance_id(struct cf_call *call)
 struct cf_engine *cf_call_engine(struct cf_call *call)
 {
     return ctx_of(call)->e;
+}
+
+void cf_call_hold(struct cf_call *call)
+{
+    ctx_of(call)->refs++;
+}
+
+void cf_call_unhold(struct cf_call *call)
+{
+    call_release(ctx_of(call));
+}
+
+uv_loop_t *cf_engine_loop(struct cf_engine *e)
+{
+    return e->loop;
 }
 
 /* Resolves the parameters of a call: admin configuration over camunda:inputParameter (already
@@ -1868,6 +1956,49 @@ int cf_engine_set_variables(struct cf_engine *e, int64_t instance_id,
 {
     struct vars_arg a = {set, n_set, deletions, n_del};
     return instance_tx(e, instance_id, err, errlen, vars_op, &a);
+}
+
+int cf_engine_set_job_retries(struct cf_engine *e, int64_t job_id, int retries, uint64_t due_at,
+                              char *err, size_t errlen)
+{
+    if (retries < 0) {
+        cf_errf(err, errlen, "retries must not be negative");
+        return CF_EINVAL;
+    }
+    if (cf_imap_get(&e->known_jobs, job_id)) {
+        cf_errf(err, errlen, "job %" PRId64 " is running; try again when it has finished", job_id);
+        return CF_EBUSY;
+    }
+    struct cf_job_row job;
+    int rc = cf_store_job_get(e->store, job_id, &job);
+    if (rc) {
+        cf_errf(err, errlen, "job %" PRId64 " does not exist", job_id);
+        return CF_ENOENT;
+    }
+    /* A job stopped by a failedJob incident is lifted through the incident, as in Camunda where
+     * raising the retries resolves it; it then runs at once. */
+    struct job_incident f = {.job_id = job_id};
+    if (job.retries == 0 && job.instance_id)
+        cf_store_incident_list(e->store, job.instance_id, true, incident_for_job, &f);
+    cf_job_row_free(&job);
+    if (f.incident_id && retries > 0)
+        return cf_engine_retry_incident(e, f.incident_id, retries, err, errlen);
+    uint64_t due = due_at ? due_at : cf_now_ms();
+    if ((rc = cf_store_begin(e->store)))
+        return rc;
+    rc = cf_store_job_set_retries(e->store, job_id, retries, due);
+    if (!rc)
+        rc = cf_store_commit(e->store);
+    if (rc) {
+        cf_errf(err, errlen, "cannot update job %" PRId64 ": %s", job_id,
+                cf_store_errmsg(e->store));
+        cf_store_rollback(e->store);
+        return rc;
+    }
+    if (retries > 0 && (!e->next_due || due < e->next_due))
+        e->next_due = due;
+    schedule_due(e);
+    return 0;
 }
 
 int cf_engine_retry_incident(struct cf_engine *e, int64_t incident_id, int retries, char *err,

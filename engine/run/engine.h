@@ -72,6 +72,7 @@ int cf_engine_check_models(struct cf_registry *reg, struct cf_store *store, cons
 
 struct cf_deployed {
     char *key;
+    const char *resource; /* the resource it came from (the caller's string) */
     int64_t definition_id;
     int version;
     bool is_new; /* false when identical content was already deployed */
@@ -88,6 +89,32 @@ void cf_deploy_result_free(struct cf_deploy_result *r);
  * new version. On error nothing is stored and `res->diags` says why. */
 int cf_engine_deploy(struct cf_engine *e, const char *resource_name, const uint8_t *xml, size_t len,
                      const char *tenant_id, struct cf_deploy_result *res);
+
+/* Several resources deployed as one deployment: all are parsed and checked first, and nothing is
+ * stored unless all are valid. With duplicate_filtering, a process whose latest version has the
+ * same content gets no new version (Camunda's enable-duplicate-filtering and
+ * deploy-changed-only, per resource). Problems of several resources name their resource. */
+struct cf_resource {
+    const char *name;
+    const uint8_t *bytes;
+    size_t len;
+};
+struct cf_deploy_options {
+    const char *name;      /* deployment name; NULL: the first resource's name */
+    const char *source;    /* e.g. "Camunda Modeler"; NULL: "certflow" */
+    const char *tenant_id; /* NULL: "" */
+    bool duplicate_filtering;
+};
+int cf_engine_deploy_resources(struct cf_engine *e, const struct cf_deploy_options *opt,
+                               const struct cf_resource *resources, size_t n_resources,
+                               struct cf_deploy_result *res);
+/* The admin configuration of a process's task parameters changed in the store: calls from now
+ * on use the new values. */
+void cf_engine_params_changed(struct cf_engine *e, const char *tenant_id, const char *process_key);
+/* Sets a job's retries (and due time; 0 = now). Raising the retries of a job stopped by a
+ * failedJob incident resolves the incident and runs the job at once. CF_EBUSY while it runs. */
+int cf_engine_set_job_retries(struct cf_engine *e, int64_t job_id, int retries, uint64_t due_at,
+                              char *err, size_t errlen);
 
 /* A named variable for starting instances. */
 struct cf_named_val {
@@ -144,6 +171,13 @@ int cf_engine_set_service(struct cf_engine *e, const char *name, uint32_t versio
 /* For host services: the engine and instance behind a call of a plug-in. */
 struct cf_engine *cf_call_engine(struct cf_call *call);
 int64_t cf_call_instance_id(struct cf_call *call);
+/* For host services that answer a call later (ca/service.c): keeps the call's memory valid until
+ * the matching cf_call_unhold(), even when the engine gives up on the call meanwhile (timeout,
+ * close); the endings of a call given up are ignored, as plugin.h says. */
+void cf_call_hold(struct cf_call *call);
+void cf_call_unhold(struct cf_call *call);
+/* The loop the engine runs on, for services that queue work or start I/O on it. */
+uv_loop_t *cf_engine_loop(struct cf_engine *e);
 /* Retries an incident: a failed job gets `retries` more attempts (at least 1); any other incident
  * re-executes the activity where it stopped. */
 int cf_engine_retry_incident(struct cf_engine *e, int64_t incident_id, int retries, char *err,

@@ -67,7 +67,8 @@ void cf_admin_strings_free(char **v, size_t n)
 
 /* ---- tenants -------------------------------------------------------------------------------- */
 
-static const char SQL_TENANT_INSERT[] = "INSERT INTO tenant(id, name, created_at) VALUES (?1, ?2, ?3)";
+static const char SQL_TENANT_INSERT[] =
+    "INSERT INTO tenant(id, name, created_at) VALUES (?1, ?2, ?3)";
 static const char SQL_TENANT_EXISTS[] = "SELECT 1 FROM tenant WHERE id = ?1";
 static const char SQL_TENANT_LIST[] = "SELECT id, name, created_at FROM tenant ORDER BY id";
 
@@ -379,8 +380,7 @@ int cf_admin_user_processes(struct cf_store *s, int64_t user_id, cf_user_process
 
 /* ---- templates ------------------------------------------------------------------------------ */
 
-#define TEMPLATE_COLS                                                                              \
-    "id, tenant_id, name, connector, settings, procedure, created_at, updated_at"
+#define TEMPLATE_COLS "id, tenant_id, name, connector, settings, procedure, created_at, updated_at"
 
 static const char SQL_TEMPLATE_INSERT[] =
     "INSERT INTO certificate_template(tenant_id, name, connector, settings, procedure, "
@@ -535,16 +535,16 @@ static const char SQL_CERT_INSERT[] =
     "not_after, sha256, der, status, source, instance_id, created_at) "
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
 static const char SQL_CERT_SET_INSTANCE[] = "UPDATE certificate SET instance_id = ?2 WHERE id = ?1";
-static const char SQL_CERT_SET_STATUS[] =
-    "UPDATE certificate SET status = ?3 WHERE id = ?2 "
-    "AND tenant_id IN (SELECT value FROM json_each(?1))";
-static const char SQL_CERT_GET[] = "SELECT " CERT_COLS ", c.der" CERT_FROM
-                                   "WHERE c.id = ?2 AND c.tenant_id IN "
-                                   "(SELECT value FROM json_each(?1))";
+static const char SQL_CERT_SET_STATUS[] = "UPDATE certificate SET status = ?3 WHERE id = ?2 "
+                                          "AND tenant_id IN (SELECT value FROM json_each(?1))";
+static const char SQL_CERT_GET[] =
+    "SELECT " CERT_COLS ", c.der" CERT_FROM "WHERE c.id = ?2 AND c.tenant_id IN "
+    "(SELECT value FROM json_each(?1))";
 static const char SQL_CERT_BY_SHA[] =
     "SELECT " CERT_COLS CERT_FROM "WHERE c.tenant_id = ?1 AND c.sha256 = ?2";
-static const char SQL_CERT_LIST[] = "SELECT " CERT_COLS CERT_FROM CERT_WHERE
-                                    "ORDER BY c.id DESC LIMIT ?12 OFFSET ?11";
+static const char SQL_CERT_BY_INSTANCE[] = "SELECT " CERT_COLS CERT_FROM "WHERE c.instance_id = ?1";
+static const char SQL_CERT_LIST[] =
+    "SELECT " CERT_COLS CERT_FROM CERT_WHERE "ORDER BY c.id DESC LIMIT ?12 OFFSET ?11";
 static const char SQL_CERT_COUNT[] = "SELECT count(*)" CERT_FROM CERT_WHERE;
 
 void cf_cert_row_free(struct cf_cert_row *r)
@@ -659,6 +659,18 @@ int cf_admin_cert_find_sha256(struct cf_store *s, const char *tenant_id, const c
     sqlite3_stmt *p = cf__store_stmt(s, SQL_CERT_BY_SHA);
     cf__store_bind_text(p, 1, tenant_id);
     cf__store_bind_text(p, 2, sha256);
+    int rc = cf__store_one_row(s, p);
+    if (!rc)
+        read_cert(p, out, false);
+    sqlite3_reset(p);
+    return rc;
+}
+
+int cf_admin_cert_find_instance(struct cf_store *s, int64_t instance_id, struct cf_cert_row *out)
+{
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *p = cf__store_stmt(s, SQL_CERT_BY_INSTANCE);
+    sqlite3_bind_int64(p, 1, instance_id);
     int rc = cf__store_one_row(s, p);
     if (!rc)
         read_cert(p, out, false);

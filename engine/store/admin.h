@@ -150,8 +150,8 @@ struct cf_cert_row {
     char sha256[65]; /* of the DER, lower-case hex */
     uint8_t *der;    /* NULL when read without DER */
     size_t der_len;
-    char *status; /* "active", "revoked"; NULL on insert means "active" */
-    char *source; /* "push", ...; NULL on insert means "push" */
+    char *status;        /* "active", "revoked"; NULL on insert means "active" */
+    char *source;        /* "push", ...; NULL on insert means "push" */
     int64_t instance_id; /* the process started for it, or 0 */
     uint64_t created_at;
 };
@@ -169,13 +169,16 @@ int cf_admin_cert_get(struct cf_store *s, const char *const *tenants, size_t n_t
 int cf_admin_cert_find_sha256(struct cf_store *s, const char *tenant_id, const char *sha256,
                               struct cf_cert_row *out);
 
+/* The certificate whose push started `instance_id`; DER not loaded. CF_ENOENT when none. */
+int cf_admin_cert_find_instance(struct cf_store *s, int64_t instance_id, struct cf_cert_row *out);
+
 /* Filters of a certificate listing; NULL / 0 fields do not filter. */
 struct cf_cert_filter {
-    const char *tenant_id;   /* one of the caller's tenants only */
+    const char *tenant_id; /* one of the caller's tenants only */
     const char *template_name;
-    const char *serial;      /* exact, upper-case hex */
+    const char *serial;       /* exact, upper-case hex */
     const char *subject_like; /* substring of the subject DN */
-    const char *issuer;      /* exact */
+    const char *issuer;       /* exact */
     const char *sha256;
     const char *status;
     uint64_t expires_before; /* not_after < this */

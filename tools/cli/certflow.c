@@ -21,6 +21,11 @@
 #include "base/value.h"
 #include "bpmn/model.h"
 #include "run/engine.h"
+#include "users.h"
+
+/* tools/cli/remote.c: the same tool against a running certflowd (--url). */
+int cf_cli_remote_wanted(int argc, char **argv);
+int cf_cli_remote(int argc, char **argv);
 
 #define CF_VERSION "0.1.0"
 
@@ -53,6 +58,11 @@ static const char *usage_text =
     "  resume [--wait] [--timeout S] --db PATH\n"
     "                                     run what is due in a database (after a stop or crash);\n"
     "                                     with --wait, go on until every instance has ended\n"
+    "  user add|list|passwd|map-cert|delete ... [--db PATH]\n"
+    "                                     users of certflowd (certflow user --help)\n"
+    "  --url URL COMMAND ...              deploy, list, get, start, cancel, retry, params,\n"
+    "                                     certs, status against a running certflowd\n"
+    "                                     (certflow --url URL help)\n"
     "\n"
     "TYPE is String (default), Long, Double, Boolean, Json or Null.\n"
     "Plug-ins are loaded from --plugins, $CERTFLOW_PLUGINS, or the plugins folder next to the\n"
@@ -1047,6 +1057,8 @@ static int cmd_resume(struct globals *g, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    if (cf_cli_remote_wanted(argc, argv))
+        return cf_cli_remote(argc, argv);
     struct globals g = {0};
     enum cf_log_level level = CF_LOG_WARN;
     int i = 1;
@@ -1092,6 +1104,8 @@ int main(int argc, char **argv)
         return cmd_correlate(&g, sub_argc, sub_argv);
     if (strcmp(cmd, "resume") == 0)
         return cmd_resume(&g, sub_argc, sub_argv);
+    if (strcmp(cmd, "user") == 0)
+        return cf_cli_user(sub_argc, sub_argv);
     usage_error("unknown command '%s'", cmd);
     return 2;
 }

@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+/* Optional in a target, as with libFuzzer. */
+__attribute__((weak)) int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 struct input {
     uint8_t *data;
@@ -90,6 +92,8 @@ static uint64_t next_rand(void)
 int main(int argc, char **argv)
 {
     long rounds = 1000;
+    if (LLVMFuzzerInitialize)
+        LLVMFuzzerInitialize(&argc, &argv);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-n") == 0 && i + 1 < argc)
             rounds = strtol(argv[++i], NULL, 10);
