@@ -184,7 +184,7 @@ static void test_datetime_every_day(void **state)
         for (int m = 1; m <= 12; m++) {
             int last = mdays[m - 1] + (m == 2 && leap);
             for (int d = 1; d <= last + 1; d++) {
-                char s[16];
+                char s[48];
                 int64_t ms = 0;
                 snprintf(s, sizeof(s), "%04d-%02d-%02d", y, m, d);
                 int rc = cf_iso_parse_datetime(s, &ms, NULL, 0);
