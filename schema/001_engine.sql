@@ -76,6 +76,8 @@ CREATE TABLE job (
     due_at          INTEGER NOT NULL,
     retries         INTEGER NOT NULL CHECK (retries >= 0),
     attempt         INTEGER NOT NULL DEFAULT 0,
+    -- runs cut short because the engine stopped or crashed while the job was locked by it
+    interrupted     INTEGER NOT NULL DEFAULT 0,
     lock_owner      TEXT,
     lock_expires_at INTEGER,
     last_error      TEXT,

@@ -21,11 +21,19 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <errno.h>
+#include <fcntl.h>
+
 #include <openssl/crypto.h>
 
 #include "run/internal.h"
 
 #define ACQUIRE_BATCH 256
+/* How often a stop or crash of the engine may cut a job short (while it was locked: acquired or
+ * running) before the job becomes an incident. A job that kills the engine every time must not
+ * loop forever; the bound is generous because a lock taken just before a crash counts as well,
+ * even when the plug-in had not started. */
+#define MAX_INTERRUPTED_RUNS 50
 #define MAX_TIMER_SLEEP_MS 5000u
 #define CALL_CHECK_MS 1000u
 
@@ -62,6 +70,7 @@ static void schedule_due(struct cf_engine *e);
 static void flush_idle_cb(uv_idle_t *h);
 static void retry_timer_cb(uv_timer_t *t);
 static void expire_calls(struct cf_engine *e);
+static void maybe_free(struct cf_engine *e);
 
 /* --- crash points --- */
 
@@ -1120,8 +1129,11 @@ static void after_work_cb(uv_work_t *req, int status)
      * it makes then is ignored. */
     if (w->after)
         w->after(&c->pub, w->arg);
+    struct cf_engine *e = c->e;
     call_release(c);
     free(w);
+    e->pending_work--;
+    maybe_free(e);
 }
 
 static int host_queue_work(struct cf_call *call, cf_work_fn work, cf_after_work_fn after, void *arg)
@@ -1139,6 +1151,7 @@ static int host_queue_work(struct cf_call *call, cf_work_fn work, cf_after_work_
         return CF_EINVAL;
     }
     c->refs++;
+    c->e->pending_work++;
     return 0;
 }
 
@@ -1400,6 +1413,8 @@ static void dispatch(struct cf_engine *e)
 struct acquired {
     struct cf_engine *e;
     struct cf_jobref *list;
+    struct cf_jobref **poison;
+    size_t n_poison;
 };
 
 static int acquire_row(void *arg, const struct cf_job_row *r)
@@ -1407,6 +1422,21 @@ static int acquire_row(void *arg, const struct cf_job_row *r)
     struct acquired *a = arg;
     if (cf_imap_get(&a->e->known_jobs, r->id))
         return 0;
+    if (r->interrupted >= MAX_INTERRUPTED_RUNS) {
+        /* Runs that never ended (the process died while the job ran) count too: a job that kills
+         * the engine each time must end as an incident, not loop forever (the Zeebe lesson). */
+        a->poison = cf_xrealloc(a->poison, (a->n_poison + 1) * sizeof(*a->poison));
+        struct cf_jobref *j = cf_xcalloc(1, sizeof(*j));
+        j->id = r->id;
+        cf_strlcpy(j->type, r->type, sizeof(j->type));
+        j->instance_id = r->instance_id;
+        j->execution_id = r->execution_id;
+        j->act_inst_id = r->act_inst_id;
+        j->retries = 1;
+        j->attempt = r->interrupted;
+        a->poison[a->n_poison++] = j;
+        return 0;
+    }
     struct cf_jobref *j = cf_xcalloc(1, sizeof(*j));
     j->id = r->id;
     cf_strlcpy(j->type, r->type, sizeof(j->type));
@@ -1456,6 +1486,29 @@ static void acquire(struct cf_engine *e)
         cf_imap_put(&e->known_jobs, j->id, j);
         ready_push(e, j, false);
     }
+    for (size_t i = 0; i < a.n_poison; i++) {
+        struct cf_jobref *j = a.poison[i];
+        if (rc || cf_imap_get(&e->busy, j->instance_id)) {
+            free(j);
+            continue;
+        }
+        char *msg = cf_xasprintf("the job was cut short %d times: the engine stopped or crashed "
+                                 "each time while it ran",
+                                 j->attempt);
+        cf_log(CF_LOG_ERROR, "job=%" PRId64 " instance=%" PRId64 ": %s", j->id, j->instance_id,
+               msg);
+        struct cf_item *it = cf_xcalloc(1, sizeof(*it));
+        it->kind = ITEM_OUTCOME;
+        it->job = j;
+        it->outcome = OUT_FAIL;
+        it->retryable = false;
+        it->message = msg;
+        cf_imap_put(&e->known_jobs, j->id, j);
+        cf_imap_put(&e->busy, j->instance_id, cf_xcalloc(1, sizeof(struct busy)));
+        e->running++;
+        enqueue_item(e, it);
+    }
+    free(a.poison);
     if (rc)
         cf_log(CF_LOG_WARN, "cannot acquire due jobs: %s (%s)", cf_strerror(rc),
                cf_store_errmsg(e->store));
@@ -1549,6 +1602,35 @@ int cf_engine_add_module(struct cf_engine *e, const struct cf_module *m, const c
     return cf_registry_add_module(e->registry, m, origin, err, errlen);
 }
 
+/* One engine per database: two engines would each run (and apply) the same jobs, because a
+ * single node releases every lock it finds at start. An fcntl lock on "<db>.lock" holds while
+ * the engine lives and goes with the process, so a crash never leaves a stale lock behind. */
+static int lock_database(struct cf_engine *e, const char *db_path, char *err, size_t errlen)
+{
+    char *path = cf_xasprintf("%s.lock", db_path);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        cf_errf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        free(path);
+        return CF_EIO;
+    }
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    if (fcntl(fd, F_SETLK, &fl) != 0) {
+        struct flock who = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+        long pid = fcntl(fd, F_GETLK, &who) == 0 ? (long)who.l_pid : 0;
+        cf_errf(err, errlen,
+                "database %s is in use by another certflow process (pid %ld); stop it, or talk "
+                "to it with --url",
+                db_path, pid);
+        close(fd);
+        free(path);
+        return CF_EBUSY;
+    }
+    free(path);
+    e->lock_fd = fd;
+    return 0;
+}
+
 static void engine_free(struct cf_engine *e)
 {
     while (e->items_head) {
@@ -1585,15 +1667,25 @@ static void engine_free(struct cf_engine *e)
     free(e->agenda);
     cf_registry_free(e->registry);
     cf_store_close(e->store);
+    if (e->lock_fd >= 0)
+        close(e->lock_fd);
     free(e->node_id);
     free(e);
+}
+
+/* The engine goes when its handles are closed and no plug-in work is still on a worker thread:
+ * that work's completion callback reaches the call, the host table and the plug-in's code. */
+static void maybe_free(struct cf_engine *e)
+{
+    if (e->closing && e->open_handles == 0 && e->pending_work == 0)
+        engine_free(e);
 }
 
 static void handle_closed(uv_handle_t *h)
 {
     struct cf_engine *e = h->data;
-    if (--e->open_handles == 0)
-        engine_free(e);
+    e->open_handles--;
+    maybe_free(e);
 }
 
 int cf_engine_open(uv_loop_t *loop, const struct cf_engine_options *opt, struct cf_engine **out,
@@ -1643,9 +1735,14 @@ int cf_engine_open(uv_loop_t *loop, const struct cf_engine_options *opt, struct 
         .service = host_service,
         .attempts_left = host_attempts_left,
     };
+    e->lock_fd = -1;
     struct cf_store_options so = {.synchronous_normal = opt->synchronous_normal};
-    int rc = cf_store_open(opt->db_path, &so, &e->store, err, errlen);
+    int rc = lock_database(e, opt->db_path, err, errlen);
+    if (!rc)
+        rc = cf_store_open(opt->db_path, &so, &e->store, err, errlen);
     if (rc) {
+        if (e->lock_fd >= 0)
+            close(e->lock_fd);
         free(e->node_id);
         free(e);
         return rc;
@@ -1658,7 +1755,7 @@ int cf_engine_open(uv_loop_t *loop, const struct cf_engine_options *opt, struct 
             cf_log(CF_LOG_WARN, "plug-ins: %s", perr);
     }
     /* A single node owns every lock it finds at start: they are left over from a previous run
-     * that stopped (or crashed) while those jobs ran. Releasing counts the interrupted attempt. */
+     * that stopped (or crashed) while those jobs ran. Releasing counts the interrupted run. */
     int released = 0;
     rc = cf_store_begin(e->store);
     if (!rc)
@@ -1670,6 +1767,7 @@ int cf_engine_open(uv_loop_t *loop, const struct cf_engine_options *opt, struct 
         cf_store_rollback(e->store);
         cf_registry_free(e->registry);
         cf_store_close(e->store);
+        close(e->lock_fd);
         free(e->node_id);
         free(e);
         return rc;

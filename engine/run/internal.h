@@ -146,6 +146,8 @@ struct cf_engine {
     uv_timer_t due_timer;
     uv_timer_t retry_timer;
     int open_handles;
+    int pending_work; /* plug-in work queued on worker threads */
+    int lock_fd;      /* one engine per database: an exclusive lock on <db>.lock */
     bool closing;
     bool flush_blocked; /* a batch failed to commit: wait for retry_timer */
     bool in_flush;

@@ -87,7 +87,7 @@ enum stmt_id {
     "super_instance_id"
 #define JOB_COLS                                                                                   \
     "id, type, instance_id, execution_id, activity_id, act_inst_id, due_at, retries, attempt, "    \
-    "lock_owner, lock_expires_at, last_error, payload, created_at, definition_id"
+    "lock_owner, lock_expires_at, last_error, payload, created_at, definition_id, interrupted"
 #define INC_COLS                                                                                   \
     "id, type, instance_id, execution_id, activity_id, job_id, message, created_at, resolved_at"
 
@@ -151,7 +151,7 @@ static const char *const stmt_sql[ST__COUNT] = {
                            "lock_expires_at = NULL WHERE id = ?",
     [ST_JOB_LOCK] = "UPDATE job SET lock_owner = ?, lock_expires_at = ?, attempt = ? WHERE id = ?",
     [ST_JOB_RELEASE_ALL] = "UPDATE job SET lock_owner = NULL, lock_expires_at = NULL, "
-                           "attempt = attempt + 1 WHERE lock_owner IS NOT NULL",
+                           "interrupted = interrupted + 1 WHERE lock_owner IS NOT NULL",
     [ST_JOB_DUE] = "SELECT " JOB_COLS " FROM job WHERE retries > 0 AND due_at <= ?1 AND "
                    "(lock_owner IS NULL OR lock_expires_at < ?1) ORDER BY due_at, id LIMIT ?2",
     [ST_JOB_NEXT_DUE] = "SELECT MIN(due_at) FROM job WHERE retries > 0 AND lock_owner IS NULL",
@@ -996,6 +996,7 @@ static void read_job(sqlite3_stmt *p, struct cf_job_row *r)
     r->payload = col_text(p, 12);
     r->created_at = (uint64_t)sqlite3_column_int64(p, 13);
     r->definition_id = sqlite3_column_int64(p, 14);
+    r->interrupted = sqlite3_column_int(p, 15);
 }
 
 int cf_store_job_insert(struct cf_store *s, struct cf_job_row *r)

@@ -150,6 +150,7 @@ struct cf_job_row {
     char *payload;
     uint64_t created_at;
     int64_t definition_id; /* timer start jobs: the definition they start */
+    int interrupted;       /* runs cut short by a stop or crash of the engine */
 };
 void cf_job_row_free(struct cf_job_row *r);
 /* Inserts r (id ignored, set on return). */
@@ -162,8 +163,8 @@ int cf_store_job_fail(struct cf_store *s, int64_t id, int retries, int attempt, 
 int cf_store_job_set_retries(struct cf_store *s, int64_t id, int retries, uint64_t due_at);
 int cf_store_job_lock(struct cf_store *s, int64_t id, const char *owner, uint64_t expires_at,
                       int attempt);
-/* Releases every lock (start-up of a single node) and counts the interrupted attempt; returns
- * the number of jobs released in *released. */
+/* Releases every lock (start-up of a single node) and counts the run it cut short in
+ * `interrupted` (`attempt` counted it when it started). Returns the number released. */
 int cf_store_jobs_release_all(struct cf_store *s, int *released);
 typedef int (*cf_job_row_fn)(void *arg, const struct cf_job_row *r);
 /* Due, unlocked (or lock expired), with retries left, oldest due first. */

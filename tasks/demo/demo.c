@@ -2,7 +2,8 @@
  * The demo module: tasks that exercise the engine rather than do certificate work. They back the
  * scenario tests and the examples in the manual.
  *   setVariablesTask  sets process variables from `name[:type]=value` lines, and with delayMs > 0
- *                     completes later from a worker thread, to exercise asynchronous completion.
+ *                     completes later from a worker thread, to exercise asynchronous completion;
+ *                     with keyLog it appends each call's idempotency key to a file (crash tests).
  *   throwErrorTask    ends its call the way its `mode` says (BPMN error, technical failure that is
  *                     or is not retryable, completion), to exercise error routing, retries and
  *                     incidents; its secret parameter proves that secrets never leak.
@@ -12,11 +13,13 @@
 #include <certflow/plugin.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define DEMO_VERSION "0.1.0"
 
@@ -187,11 +190,43 @@ static void delay_after(struct cf_call *call, void *arg)
     call->host->complete(call);
 }
 
+/* Appends "KEY INSTANCE ACTIVITY" to the file `path`, one line per call, in one write() on a
+ * file opened with O_APPEND, so that lines of calls from several processes never mix. The write
+ * is small and local: a test aid, not something a real task would do on the loop thread. */
+static int append_key(struct cf_call *call, const char *path, char *msg, size_t msglen)
+{
+    const struct cf_host *h = call->host;
+    const char *key = h->idempotency_key(call);
+    char line[MSG_MAX];
+    int n = snprintf(line, sizeof(line), "%s %s %s\n", key ? key : "-", h->instance_id(call),
+                     h->activity_id(call));
+    if (n < 0 || (size_t)n >= sizeof(line)) {
+        snprintf(msg, msglen, "parameter 'keyLog': the line for this call is too long");
+        return -1;
+    }
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(msg, msglen, "parameter 'keyLog': cannot open %.*s: %s", QUOTE_MAX, path,
+                 strerror(errno));
+        return -1;
+    }
+    ssize_t w = write(fd, line, (size_t)n);
+    int saved = errno;
+    close(fd);
+    if (w != n) {
+        snprintf(msg, msglen, "parameter 'keyLog': cannot write to %.*s: %s", QUOTE_MAX, path,
+                 w < 0 ? strerror(saved) : "short write");
+        return -1;
+    }
+    return 0;
+}
+
 static void set_variables_execute(struct cf_call *call)
 {
     const struct cf_host *h = call->host;
     const char *text = h->param(call, "variables");
     const char *delay_text = h->param(call, "delayMs");
+    const char *key_log = h->param(call, "keyLog");
     long long ms = 0;
     if (delay_text) {
         char *end;
@@ -205,6 +240,13 @@ static void set_variables_execute(struct cf_call *call)
     if (!text) {
         h->fail(call, 0, "parameter 'variables' is not set");
         return;
+    }
+    if (key_log && *key_log) {
+        char msg[MSG_MAX];
+        if (append_key(call, key_log, msg, sizeof(msg)) != 0) {
+            h->fail(call, 0, msg);
+            return;
+        }
     }
     if (set_variables(call, text) != 0)
         return;
@@ -241,6 +283,13 @@ static const struct cf_param_def set_variables_params[] = {
         .default_value = "0",
         .description = "Milliseconds to wait on a worker thread before completing, which makes "
                        "the call complete asynchronously; 0 completes at once.",
+    },
+    {
+        .size = sizeof(struct cf_param_def),
+        .name = "keyLog",
+        .type = CF_PARAM_STRING,
+        .description = "For tests: a file to which each call appends a line with its idempotency "
+                       "key, process instance and activity, before it does anything else.",
     },
     {.size = 0, .name = NULL},
 };

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <uv.h>
@@ -126,12 +127,33 @@ static int fake_queue_work(struct cf_call *call, cf_work_fn work, cf_after_work_
     return rc;
 }
 
+static const char *fake_idempotency_key(struct cf_call *call)
+{
+    (void)call;
+    return "certflow-7-42";
+}
+
+static const char *fake_instance_id(struct cf_call *call)
+{
+    (void)call;
+    return "7";
+}
+
+static const char *fake_activity_id(struct cf_call *call)
+{
+    (void)call;
+    return "Task_issue";
+}
+
 static const struct cf_host host = {
     .size = sizeof(struct cf_host),
     .abi_major = CF_PLUGIN_ABI_MAJOR,
     .abi_minor = CF_PLUGIN_ABI_MINOR,
     .param = fake_param,
     .var_set = fake_var_set,
+    .idempotency_key = fake_idempotency_key,
+    .instance_id = fake_instance_id,
+    .activity_id = fake_activity_id,
     .complete = fake_complete,
     .throw_error = fake_throw_error,
     .fail = fake_fail,
@@ -284,6 +306,45 @@ static void test_set_variables_delayed(void **state)
     clear(&fc);
 }
 
+/* keyLog: each call appends its idempotency key, instance and activity to the file, once per
+ * call and before it ends (the crash tests count steps with it); a file it cannot write is a
+ * failure that names the parameter, not a silent loss. */
+static void test_set_variables_key_log(void **state)
+{
+    struct fixture *fx = *state;
+    char dir[] = "/tmp/cf-keylog-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof(path), "%s/keys.log", dir);
+    const char *params[] = {"variables", "a=1", "keyLog", path, NULL};
+    const char *delayed[] = {"variables", "b=2", "delayMs", "10", "keyLog", path, NULL};
+    struct fake_call fc;
+    run(fx, "setVariablesTask", params, &fc);
+    assert_int_equal(fc.how, ENDING_COMPLETE);
+    clear(&fc);
+    run(fx, "setVariablesTask", delayed, &fc);
+    assert_int_equal(fc.how, ENDING_COMPLETE);
+    clear(&fc);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char text[256];
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    assert_string_equal(text, "certflow-7-42 7 Task_issue\ncertflow-7-42 7 Task_issue\n");
+    unlink(path);
+    rmdir(dir);
+
+    const char *unwritable[] = {"variables", "a=1", "keyLog", "/nonexistent-dir/keys.log", NULL};
+    run(fx, "setVariablesTask", unwritable, &fc);
+    assert_int_equal(fc.how, ENDING_FAIL);
+    assert_false(fc.retryable);
+    assert_non_null(strstr(fc.message, "keyLog"));
+    assert_non_null(strstr(fc.message, "/nonexistent-dir/keys.log"));
+    assert_int_equal(fc.nvars, 0);
+    clear(&fc);
+}
+
 static void test_throw_error_modes(void **state)
 {
     struct fixture *fx = *state;
@@ -350,6 +411,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_set_variables, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_variables_bad_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_variables_delayed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_set_variables_key_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_throw_error_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_noop, setup, teardown),
     };
