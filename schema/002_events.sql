@@ -4,7 +4,7 @@
 
 CREATE TABLE event_subscription (
     id            INTEGER PRIMARY KEY,
-    type          TEXT NOT NULL CHECK (type IN ('message')),
+    type          TEXT NOT NULL CHECK (type = 'message'),
     name          TEXT NOT NULL,
     tenant_id     TEXT NOT NULL DEFAULT '',
     definition_id INTEGER REFERENCES process_definition(id),

@@ -14,7 +14,7 @@ CREATE TABLE app_user (
     password_hash TEXT,      -- argon2id PHC string (libsodium); NULL: no Basic login
     cert_issuer   TEXT,      -- client certificate mapping, RFC 2253 DNs, after chain validation
     cert_subject  TEXT,
-    is_admin      INTEGER NOT NULL DEFAULT 0 CHECK (is_admin IN (0, 1)),
+    is_admin      INTEGER NOT NULL DEFAULT 0 CHECK (is_admin = 0 OR is_admin = 1),
     created_at    INTEGER NOT NULL,
     UNIQUE (cert_issuer, cert_subject)
 );
@@ -56,7 +56,7 @@ CREATE TABLE certificate (
     not_after   INTEGER NOT NULL,
     sha256      TEXT NOT NULL,  -- of the DER, lower-case hex
     der         BLOB NOT NULL,
-    status      TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'revoked')),
+    status      TEXT NOT NULL DEFAULT 'active' CHECK (status = 'active' OR status = 'revoked'),
     source      TEXT NOT NULL DEFAULT 'push',
     instance_id INTEGER REFERENCES process_instance(id),
     created_at  INTEGER NOT NULL,

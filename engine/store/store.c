@@ -428,7 +428,7 @@ int cf_store_open(const char *path, const struct cf_store_options *opt, struct c
     char sql[256];
     snprintf(sql, sizeof(sql),
              "PRAGMA foreign_keys = ON; PRAGMA synchronous = %s; PRAGMA wal_autocheckpoint = 1000;"
-             " PRAGMA journal_size_limit = 67108864;",
+             " PRAGMA journal_size_limit = 67108864; PRAGMA temp_store = MEMORY;",
              opt->synchronous_normal ? "NORMAL" : "FULL");
     int e = 0;
     if (!opt->read_only)
