@@ -496,7 +496,7 @@ static int push_tx_fn(struct cf_engine *e, void *arg)
     if (!t->def_id)
         return 0;
 
-    struct cf_named_val vars[9];
+    struct cf_named_val vars[9] = {0};
     size_t n = 0;
     vars[n].name = "Certificate_CertSerial";
     cf_val_set_string(&vars[n++].val, t->cert.serial);
