@@ -17,6 +17,9 @@ CREATE TABLE event_subscription (
 );
 CREATE INDEX event_subscription_name ON event_subscription(tenant_id, name);
 CREATE INDEX event_subscription_execution ON event_subscription(execution_id);
+CREATE INDEX event_subscription_instance ON event_subscription(instance_id);
+CREATE INDEX process_instance_business_key ON process_instance(business_key)
+    WHERE business_key IS NOT NULL;
 
 ALTER TABLE job ADD COLUMN definition_id INTEGER REFERENCES process_definition(id);
 CREATE INDEX job_definition ON job(definition_id) WHERE definition_id IS NOT NULL;

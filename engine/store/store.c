@@ -193,11 +193,15 @@ static const char *const stmt_sql[ST__COUNT] = {
     [ST_SUB_FIND] = "SELECT id, name, tenant_id, definition_id, instance_id, execution_id, "
                     "activity_id, act_inst_id FROM event_subscription WHERE tenant_id = ? AND "
                     "name = ? ORDER BY id",
+    /* Instances by business key through its index, then the definitions' start events: an OR
+     * of both in one WHERE would scan every subscription of the message. */
     [ST_SUB_FIND_BK] =
         "SELECT s.id, s.name, s.tenant_id, s.definition_id, s.instance_id, s.execution_id, "
-        "s.activity_id, s.act_inst_id FROM event_subscription s LEFT JOIN process_instance p ON "
-        "p.id = s.instance_id WHERE s.tenant_id = ?1 AND s.name = ?2 AND (s.instance_id IS NULL "
-        "OR p.business_key = ?3) ORDER BY s.id",
+        "s.activity_id, s.act_inst_id FROM process_instance p JOIN event_subscription s ON "
+        "s.instance_id = p.id WHERE p.business_key = ?3 AND s.tenant_id = ?1 AND s.name = ?2 "
+        "UNION ALL SELECT id, name, tenant_id, definition_id, instance_id, execution_id, "
+        "activity_id, act_inst_id FROM event_subscription WHERE instance_id IS NULL AND "
+        "tenant_id = ?1 AND name = ?2 ORDER BY 1",
     [ST_SUB_OF_INSTANCE] = "SELECT id, name, tenant_id, definition_id, instance_id, execution_id, "
                            "activity_id, act_inst_id FROM event_subscription WHERE "
                            "instance_id = ? ORDER BY id",
