@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "ca/service.h"
 #include "daemon/daemon.h"
 #include "net/http.h"
 
@@ -45,6 +46,7 @@ struct daemon {
     uv_loop_t loop;
     struct cf_daemon_config cfg;
     struct cf_engine *engine;
+    struct cf_ca_svc *ca; /* the "ca" service: templates, embedded CA in <data_dir>/ca */
     struct cf_api *api;
     struct cf_http_server *server;
     struct cf_watch *watch;
@@ -126,6 +128,8 @@ static void finish(struct daemon *d)
         cf_http_server_close(d->server);
     d->server = NULL;
     cf_engine_close(d->engine);
+    cf_ca_service_detach(d->ca);
+    d->ca = NULL;
     d->engine = NULL;
     cf_api_free(d->api);
     d->api = NULL;
@@ -246,6 +250,12 @@ static int run(struct daemon *d)
     cf_engine_set_observer(d->engine, &obs);
 
     int exit_code = 1;
+    char ca_dir[PATH_MAX];
+    snprintf(ca_dir, sizeof ca_dir, "%s/ca", c->data_dir);
+    if (cf_ca_service_attach(d->engine, ca_dir, &d->ca, err, sizeof err) != 0) {
+        fprintf(stderr, "certflowd: %s\n", err);
+        goto close_engine;
+    }
     if (c->bootstrap) {
         bool created;
         rc = cf_daemon_bootstrap(cf_engine_store(d->engine), c, have_pki ? pki.admin_cert : NULL,
@@ -343,6 +353,7 @@ free_api:
     cf_api_free(d->api);
 close_engine:
     cf_engine_close(d->engine);
+    cf_ca_service_detach(d->ca);
     uv_run(&d->loop, UV_RUN_DEFAULT);
     uv_loop_close(&d->loop);
     return exit_code;

@@ -20,6 +20,7 @@
 #include "base/base.h"
 #include "base/value.h"
 #include "bpmn/model.h"
+#include "ca_cmds.h"
 #include "run/engine.h"
 #include "users.h"
 
@@ -58,6 +59,10 @@ static const char *usage_text =
     "  resume [--wait] [--timeout S] --db PATH\n"
     "                                     run what is due in a database (after a stop or crash);\n"
     "                                     with --wait, go on until every instance has ended\n"
+    "  ca init|show [--dir DIR | --db PATH] ...\n"
+    "                                     the embedded CA (certflow ca --help)\n"
+    "  templates add|update|list|show|remove ... [--db PATH]\n"
+    "                                     certificate templates (certflow templates --help)\n"
     "  user add|list|passwd|map-cert|delete ... [--db PATH]\n"
     "                                     users of certflowd (certflow user --help)\n"
     "  --url URL COMMAND ...              deploy, list, get, start, cancel, retry, params,\n"
@@ -112,6 +117,7 @@ static const char *default_plugin_dir(struct globals *g)
 struct session {
     uv_loop_t loop;
     struct cf_engine *engine;
+    struct cf_ca_svc *ca; /* the "ca" service, for certificate tasks */
     char *db_path;
     bool temp_db;
     int64_t watch_instance;
@@ -183,6 +189,7 @@ static int session_open(struct session *s, struct globals *g, const char *db)
     }
     struct cf_engine_observer obs = {.instance_ended = on_ended, .idle = on_idle, .arg = s};
     cf_engine_set_observer(s->engine, &obs);
+    s->ca = cf_cli_ca_attach(s->engine, s->db_path, s->temp_db);
     uv_timer_init(&s->loop, &s->timeout);
     uv_timer_init(&s->loop, &s->keepalive);
     s->timeout.data = s;
@@ -197,6 +204,7 @@ static void keepalive_cb(uv_timer_t *t)
 static void session_close(struct session *s)
 {
     cf_engine_close(s->engine);
+    cf_cli_ca_detach(s->ca);
     uv_close((uv_handle_t *)&s->timeout, NULL);
     uv_close((uv_handle_t *)&s->keepalive, NULL);
     /* A uv_stop() left over from an observer makes one uv_run return early: run until every
@@ -212,6 +220,7 @@ static void session_close(struct session *s)
             unlink(p);
             free(p);
         }
+        cf_cli_ca_remove_temp(s->db_path);
     }
     free(s->db_path);
 }
@@ -1106,6 +1115,10 @@ int main(int argc, char **argv)
         return cmd_resume(&g, sub_argc, sub_argv);
     if (strcmp(cmd, "user") == 0)
         return cf_cli_user(sub_argc, sub_argv);
+    if (strcmp(cmd, "ca") == 0)
+        return cf_cli_ca(sub_argc, sub_argv);
+    if (strcmp(cmd, "templates") == 0)
+        return cf_cli_templates(sub_argc, sub_argv);
     usage_error("unknown command '%s'", cmd);
     return 2;
 }
