@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(
   build-essential cmake pkg-config clang-format
   libuv1-dev libxml2-dev libsqlite3-dev sqlite3 libssl-dev openssl libcurl4-openssl-dev curl
-  node-llhttp libjansson-dev libinih-dev libsodium-dev libcmocka-dev
+  node-llhttp libjansson-dev libinih-dev libsodium-dev libcmocka-dev faketime
 )
 missing=()
 for p in "${PKGS[@]}"; do
