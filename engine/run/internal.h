@@ -214,7 +214,8 @@ struct cf_definition *cf__definition_get(struct cf_engine *e, int64_t id, char *
 /* A new job row, created inside the current transaction. */
 int cf__job_create(struct cf_engine *e, struct cf_exec *x, const char *type, uint64_t due_at,
                    int retries);
-/* The number of attempts a new job of `elem` gets (camunda:failedJobRetryTimeCycle or default). */
+/* The number of attempts given to a new job of `elem` (camunda:failedJobRetryTimeCycle or the
+ * default). */
 int cf__initial_retries(const struct cf_elem *elem);
 /* When a job that failed may run again, given the retries left after this failure. */
 int cf__retry_due(const struct cf_elem *elem, int retries_left, uint64_t *due);
