@@ -1936,12 +1936,27 @@ int cf_engine_correlate(struct cf_engine *e, const struct cf_correlation *c, int
         sub_match_free(&m);
         return CF_EEXIST;
     }
-    if (!n_inst && (first_start == SIZE_MAX || c->n_match)) {
+    size_t n_waiting = 0;
+    for (size_t i = 0; i < m.n; i++)
+        if (m.items[i].instance_id)
+            n_waiting++;
+    if (!n_inst && n_waiting) {
         cf_errf(err, errlen,
-                "message '%s'%s%s matched nothing: no instance waits for it and no process "
-                "starts with it",
+                "message '%s'%s%s matched nothing: %zu execution%s wait%s for it, but none has "
+                "the correlation variables asked for",
                 c->message, c->business_key ? " with business key " : "",
-                c->business_key ? c->business_key : "");
+                c->business_key ? c->business_key : "", n_waiting, n_waiting == 1 ? "" : "s",
+                n_waiting == 1 ? "s" : "");
+        sub_match_free(&m);
+        return CF_ENOENT;
+    }
+    if (!n_inst && (first_start == SIZE_MAX || c->n_match)) {
+        cf_errf(err, errlen, "message '%s'%s%s matched nothing: no instance waits for it%s",
+                c->message, c->business_key ? " with business key " : "",
+                c->business_key ? c->business_key : "",
+                first_start == SIZE_MAX ? " and no process starts with it"
+                                        : ", and a message start event takes no correlation "
+                                          "variables");
         sub_match_free(&m);
         return CF_ENOENT;
     }

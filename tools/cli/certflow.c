@@ -127,6 +127,7 @@ struct session {
     uv_timer_t keepalive;
     bool timed_out;
     bool all_ended;
+    bool stuck;           /* the watched instance has an incident */
     bool until_all_ended; /* resume --wait: stop when no instance is active any more */
 };
 
@@ -152,11 +153,23 @@ static void on_ended(void *arg, int64_t instance_id, const char *state)
     }
 }
 
+static void on_incident(void *arg, int64_t instance_id, const char *activity_id, const char *type,
+                        const char *message)
+{
+    struct session *s = arg;
+    (void)activity_id;
+    (void)type;
+    (void)message;
+    if (instance_id && instance_id == s->watch_instance)
+        s->stuck = true;
+}
+
 static void on_idle(void *arg)
 {
     struct session *s = arg;
-    /* Nothing runnable: without --wait the instance is waiting (timer, retry, incident). */
-    if (!s->wait)
+    /* Nothing runnable: without --wait the instance is waiting (timer, retry, incident); with
+     * --wait, an incident on the watched instance will not go away by waiting. */
+    if (!s->wait || s->stuck)
         uv_stop(&s->loop);
 }
 
@@ -187,7 +200,8 @@ static int session_open(struct session *s, struct globals *g, const char *db)
         free(s->db_path);
         return 1;
     }
-    struct cf_engine_observer obs = {.instance_ended = on_ended, .idle = on_idle, .arg = s};
+    struct cf_engine_observer obs = {
+        .instance_ended = on_ended, .incident = on_incident, .idle = on_idle, .arg = s};
     cf_engine_set_observer(s->engine, &obs);
     s->ca = cf_cli_ca_attach(s->engine, s->db_path, s->temp_db);
     uv_timer_init(&s->loop, &s->timeout);
@@ -235,7 +249,7 @@ static void session_run(struct session *s, double timeout_s)
     if (s->wait)
         uv_timer_start(&s->keepalive, keepalive_cb, 1000, 1000);
     while (!s->ended && !s->timed_out && !s->all_ended) {
-        if (!s->wait && cf_engine_is_idle(s->engine))
+        if ((!s->wait || s->stuck) && cf_engine_is_idle(s->engine))
             break;
         if (uv_run(&s->loop, UV_RUN_DEFAULT) == 0 && cf_engine_is_idle(s->engine))
             break;
