@@ -27,6 +27,10 @@ void cf__store_bind_text(sqlite3_stmt *p, int i, const char *t);
 /* Binds 0 as NULL. */
 void cf__store_bind_id(sqlite3_stmt *p, int i, int64_t id);
 char *cf__store_col_text(sqlite3_stmt *p, int i);
+/* Rows of process_definition and process_instance, read from statements that select the columns
+ * in store.c's order (DEF_COLS, then xml when with_xml; INST_COLS). */
+void cf__store_read_def(sqlite3_stmt *p, struct cf_def_row *r, bool with_xml);
+void cf__store_read_inst(sqlite3_stmt *p, struct cf_inst_row *r);
 const char *cf__store_col_ctext(sqlite3_stmt *p, int i);
 
 #endif

@@ -259,28 +259,6 @@ int cf_query_deployment_get(struct cf_store *s, const struct cf_tenants *t, int6
 
 /* --- definitions --- */
 
-static void read_def(sqlite3_stmt *p, struct cf_def_row *r, bool with_xml)
-{
-    memset(r, 0, sizeof(*r));
-    r->id = sqlite3_column_int64(p, 0);
-    r->key = col_text(p, 1);
-    r->version = sqlite3_column_int(p, 2);
-    r->tenant_id = col_text(p, 3);
-    r->name = col_text(p, 4);
-    r->deployment_id = sqlite3_column_int64(p, 5);
-    r->resource_name = col_text(p, 6);
-    r->sha256 = col_text(p, 7);
-    r->deployed_at = (uint64_t)sqlite3_column_int64(p, 8);
-    if (with_xml) {
-        const void *b = sqlite3_column_blob(p, 9);
-        r->xml_len = (size_t)sqlite3_column_bytes(p, 9);
-        r->xml = cf_xmalloc(r->xml_len + 1);
-        if (r->xml_len)
-            memcpy(r->xml, b, r->xml_len);
-        r->xml[r->xml_len] = 0;
-    }
-}
-
 static void bind_def_filter(sqlite3_stmt *p, const struct cf_tenants *t,
                             const struct cf_def_filter *f)
 {
@@ -306,7 +284,7 @@ static int def_row(sqlite3_stmt *p, void *ctx)
 {
     struct def_walk *w = ctx;
     struct cf_def_row r;
-    read_def(p, &r, w->with_xml);
+    cf__store_read_def(p, &r, w->with_xml);
     int rc = w->fn(w->arg, &r);
     cf_def_row_free(&r);
     return rc;
@@ -339,7 +317,7 @@ int cf_query_def_get(struct cf_store *s, const struct cf_tenants *t, int64_t id,
     sqlite3_bind_int64(p, 2, id);
     int rc = cf__store_one_row(s, p);
     if (!rc)
-        read_def(p, out, with_xml);
+        cf__store_read_def(p, out, with_xml);
     sqlite3_reset(p);
     return rc;
 }
@@ -354,7 +332,7 @@ int cf_query_def_latest(struct cf_store *s, const struct cf_tenants *t, const ch
     bind_opt_text(p, 3, tenant_id);
     int rc = cf__store_one_row(s, p);
     if (!rc) {
-        read_def(p, out, false);
+        cf__store_read_def(p, out, false);
         if (sqlite3_step(p) == SQLITE_ROW && !tenant_id) {
             cf_def_row_free(out);
             memset(out, 0, sizeof(*out));
@@ -366,20 +344,6 @@ int cf_query_def_latest(struct cf_store *s, const struct cf_tenants *t, const ch
 }
 
 /* --- instances --- */
-
-static void read_inst(sqlite3_stmt *p, struct cf_inst_row *r)
-{
-    memset(r, 0, sizeof(*r));
-    r->id = sqlite3_column_int64(p, 0);
-    r->definition_id = sqlite3_column_int64(p, 1);
-    r->tenant_id = col_text(p, 2);
-    r->business_key = col_text(p, 3);
-    r->state = col_text(p, 4);
-    r->started_at = (uint64_t)sqlite3_column_int64(p, 5);
-    r->ended_at = (uint64_t)sqlite3_column_int64(p, 6);
-    r->super_execution_id = sqlite3_column_int64(p, 7);
-    r->super_instance_id = sqlite3_column_int64(p, 8);
-}
 
 static void bind_inst_filter(sqlite3_stmt *p, const struct cf_tenants *t,
                              const struct cf_inst_filter *f)
@@ -407,7 +371,7 @@ static int inst_row(sqlite3_stmt *p, void *ctx)
 {
     struct inst_walk *w = ctx;
     struct cf_inst_row r;
-    read_inst(p, &r);
+    cf__store_read_inst(p, &r);
     int rc = w->fn(w->arg, &r, (const char *)sqlite3_column_text(p, 9));
     cf_inst_row_free(&r);
     return rc;
@@ -440,7 +404,7 @@ int cf_query_instance_get(struct cf_store *s, const struct cf_tenants *t, int64_
     sqlite3_bind_int64(p, 2, id);
     int rc = cf__store_one_row(s, p);
     if (!rc)
-        read_inst(p, out);
+        cf__store_read_inst(p, out);
     sqlite3_reset(p);
     return rc;
 }

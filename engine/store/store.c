@@ -552,7 +552,7 @@ void cf_def_row_free(struct cf_def_row *r)
     memset(r, 0, sizeof(*r));
 }
 
-static void read_def(sqlite3_stmt *p, struct cf_def_row *r, bool with_xml)
+void cf__store_read_def(sqlite3_stmt *p, struct cf_def_row *r, bool with_xml)
 {
     memset(r, 0, sizeof(*r));
     r->id = sqlite3_column_int64(p, 0);
@@ -624,7 +624,7 @@ int cf_store_def_latest(struct cf_store *s, const char *tenant_id, const char *k
     bind_text(p, 2, key);
     int rc = one_row(s, p);
     if (!rc)
-        read_def(p, out, false);
+        cf__store_read_def(p, out, false);
     sqlite3_reset(p);
     return rc;
 }
@@ -638,7 +638,7 @@ int cf_store_def_by_version(struct cf_store *s, const char *tenant_id, const cha
     sqlite3_bind_int(p, 3, version);
     int rc = one_row(s, p);
     if (!rc)
-        read_def(p, out, false);
+        cf__store_read_def(p, out, false);
     sqlite3_reset(p);
     return rc;
 }
@@ -651,7 +651,7 @@ int cf_store_def_in_deployment(struct cf_store *s, int64_t deployment_id, const 
     bind_text(p, 2, key);
     int rc = one_row(s, p);
     if (!rc)
-        read_def(p, out, false);
+        cf__store_read_def(p, out, false);
     sqlite3_reset(p);
     return rc;
 }
@@ -683,7 +683,7 @@ int cf_store_def_get(struct cf_store *s, int64_t id, bool with_xml, struct cf_de
     sqlite3_bind_int64(p, 1, id);
     int rc = one_row(s, p);
     if (!rc)
-        read_def(p, out, with_xml);
+        cf__store_read_def(p, out, with_xml);
     sqlite3_reset(p);
     return rc;
 }
@@ -694,7 +694,7 @@ int cf_store_def_list(struct cf_store *s, cf_def_row_fn fn, void *arg)
     int rc;
     while ((rc = sqlite3_step(p)) == SQLITE_ROW) {
         struct cf_def_row r;
-        read_def(p, &r, false);
+        cf__store_read_def(p, &r, false);
         int e = fn(arg, &r);
         cf_def_row_free(&r);
         if (e) {
@@ -716,8 +716,9 @@ void cf_inst_row_free(struct cf_inst_row *r)
     memset(r, 0, sizeof(*r));
 }
 
-static void read_inst(sqlite3_stmt *p, struct cf_inst_row *r)
+void cf__store_read_inst(sqlite3_stmt *p, struct cf_inst_row *r)
 {
+    memset(r, 0, sizeof(*r));
     r->id = sqlite3_column_int64(p, 0);
     r->definition_id = sqlite3_column_int64(p, 1);
     r->tenant_id = col_text(p, 2);
@@ -770,7 +771,7 @@ int cf_store_instance_get(struct cf_store *s, int64_t id, struct cf_inst_row *ou
     sqlite3_bind_int64(p, 1, id);
     int rc = one_row(s, p);
     if (!rc)
-        read_inst(p, out);
+        cf__store_read_inst(p, out);
     sqlite3_reset(p);
     return rc;
 }
@@ -783,7 +784,7 @@ int cf_store_instance_list(struct cf_store *s, const char *state, cf_inst_row_fn
     int rc;
     while ((rc = sqlite3_step(p)) == SQLITE_ROW) {
         struct cf_inst_row r;
-        read_inst(p, &r);
+        cf__store_read_inst(p, &r);
         int e = fn(arg, &r);
         cf_inst_row_free(&r);
         if (e) {
@@ -1155,7 +1156,7 @@ int cf_store_instance_children(struct cf_store *s, int64_t super_execution_id, c
     int rc;
     while ((rc = sqlite3_step(p)) == SQLITE_ROW) {
         struct cf_inst_row r;
-        read_inst(p, &r);
+        cf__store_read_inst(p, &r);
         int e = fn(arg, &r);
         cf_inst_row_free(&r);
         if (e) {
