@@ -64,6 +64,10 @@ struct cf_ca_conn_request {
     const char *idempotency_key;             /* never NULL */
     const uint8_t *known_der;                /* the certificate stored for the key, or NULL */
     size_t known_der_len;
+    /* 1: the step's first run. More: a retry, or a run after a crash or stop, so the CA may
+     * already hold this request (cf_call_attempt()); a remote connector then reconciles before it
+     * sends again (cm-rest: searches the CA for a certificate of the CSR's key). */
+    int attempt;
 };
 
 struct cf_ca_conn_result {
@@ -82,9 +86,29 @@ struct cf_ca_conn_result {
 
 typedef void (*cf_ca_conn_done_fn)(void *arg, const struct cf_ca_conn_result *res);
 
+/* A revocation: the certificate (DER) and an RFC 5280 CRLReason code (0 unspecified,
+ * 1 keyCompromise, 3 affiliationChanged, 4 superseded, 5 cessationOfOperation, 6 certificateHold,
+ * 9 privilegeWithdrawn). Same lifetime rules as an issue request. */
+struct cf_ca_conn_revoke {
+    const char *tenant_id;
+    const char *template_name;
+    const json_t *settings;
+    const uint8_t *der;
+    size_t der_len;
+    int reason;
+};
+
+/* The outcome of a revocation: status CF_CA_OK, or a failure class with its message. */
+typedef void (*cf_ca_conn_revoked_fn)(void *arg, enum cf_ca_status status, const char *message);
+
 struct cf_ca_connector_ops {
     int (*issue)(struct cf_ca_connector *c, const struct cf_ca_conn_request *req,
                  cf_ca_conn_done_fn done, void *arg);
+    /* Asks the CA to revoke a certificate it issued. NULL: the kind cannot (the embedded CA's
+     * revocations are rows of the certificates store, made by its caller). Same asynchronous
+     * contract as issue(). */
+    int (*revoke)(struct cf_ca_connector *c, const struct cf_ca_conn_revoke *req,
+                  cf_ca_conn_revoked_fn done, void *arg);
     void (*shutdown)(struct cf_ca_connector *c);
     void (*free)(struct cf_ca_connector *c);
 };
@@ -94,6 +118,9 @@ struct cf_ca_connector_kind {
     /* Whether this build has the kind's protocol client. Templates of a kind that is not
      * available can be stored; their requests fail with CF_CA_CONNECTION_FAILED and say why. */
     bool available;
+    /* The settings that hold secrets (shared secrets, key passwords), NULL-terminated: stored,
+     * used, never shown (the API and the CLI print "***"). */
+    const char *const *secret_fields;
     /* 0 when `settings` (a JSON object) suits the kind; CF_EINVAL with a message that names the
      * field ("settings.server: ...") otherwise. */
     int (*check_settings)(const json_t *settings, char *err, size_t errlen);

@@ -62,6 +62,7 @@ struct req {
     char *template_name;
     char *key;
     int64_t instance_id;
+    int attempt; /* cf_call_attempt() */
     struct tpl *tpl;
     uint8_t *csr;
     size_t csr_len;
@@ -735,6 +736,7 @@ static int svc_issue(struct cf_call *call, const char *template_name, const uint
     r->template_name = cf_xstrdup(template_name);
     r->key = cf_xstrdup(key);
     r->instance_id = cf_call_instance_id(call);
+    r->attempt = cf_call_attempt(call);
 
     if (!csr_len) {
         fail_req(r, CF_CA_COMMON_ERROR, "no CSR: the request is empty");
@@ -770,6 +772,7 @@ static int svc_issue(struct cf_call *call, const char *template_name, const uint
             .idempotency_key = r->key,
             .known_der = r->known.der,
             .known_der_len = r->known.der_len,
+            .attempt = r->attempt,
         };
         r->phase = PH_CONNECTOR;
         struct cf_ca_connector *conn = r->tpl->conn;

@@ -1206,6 +1206,12 @@ int64_t cf_call_instance_id(struct cf_call *call)
     return c->job ? c->job->instance_id : 0;
 }
 
+int cf_call_attempt(struct cf_call *call)
+{
+    struct cf_call_ctx *c = ctx_of(call);
+    return c->job && c->job->attempt > 0 ? c->job->attempt : 1;
+}
+
 struct cf_engine *cf_call_engine(struct cf_call *call)
 {
     return ctx_of(call)->e;

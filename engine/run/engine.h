@@ -171,6 +171,9 @@ int cf_engine_set_service(struct cf_engine *e, const char *name, uint32_t versio
 /* For host services: the engine and instance behind a call of a plug-in. */
 struct cf_engine *cf_call_engine(struct cf_call *call);
 int64_t cf_call_instance_id(struct cf_call *call);
+/* Which run of the step this call is: 1 the first; more after a failed attempt or a run cut short
+ * by a crash or a stop, when a remote side may already have seen the step's request. */
+int cf_call_attempt(struct cf_call *call);
 /* For host services that answer a call later (ca/service.c): keeps the call's memory valid until
  * the matching cf_call_unhold(), even when the engine gives up on the call meanwhile (timeout,
  * close); the endings of a call given up are ignored, as plugin.h says. */
