@@ -411,7 +411,8 @@ static void h_param_put(struct cf_api_request *r)
         cf_api_error(r, 400, NULL, "%s", err);
         goto out;
     }
-    rc = cf_store_param_set(st, tenant, key, activity, name, value, cf_now_ms());
+    rc = cf_store_param_set(st, tenant, key, activity, name, value,
+                            d && (d->flags & CF_PARAM_SECRET), cf_now_ms());
     if (rc) {
         fail(r, rc, "storing the parameter");
         goto out;

@@ -27,6 +27,7 @@
 #include <openssl/crypto.h>
 
 #include "run/internal.h"
+#include "store/seal.h"
 
 #define ACQUIRE_BATCH 256
 /* How often a stop or crash of the engine may cut a job short (while it was locked: acquired or
@@ -282,15 +283,25 @@ struct cf_definition *cf__definition_get(struct cf_engine *e, int64_t id, char *
 struct admin_params {
     struct cf_param_cfg *items;
     size_t n;
+    struct cf_store *store;
+    const char *tenant;
+    const char *process_key;
 };
 
+/* Collects the admin configuration for checking a deployment, secrets opened (and wiped again by
+ * admin_params_free()). A secret that does not open is checked as the text it is stored as; the
+ * call that needs it fails and says why. */
 static int collect_admin(void *arg, const char *activity_id, const char *name, const char *value)
 {
     struct admin_params *a = arg;
+    char *plain = NULL;
+    if (cf_store_param_reveal(a->store, a->tenant, a->process_key, activity_id, name, value,
+                              &plain) != 0)
+        plain = cf_xstrdup(value);
     a->items = cf_xrealloc(a->items, (a->n + 1) * sizeof(*a->items));
     a->items[a->n].activity_id = cf_xstrdup(activity_id);
     a->items[a->n].name = cf_xstrdup(name);
-    a->items[a->n].value = cf_xstrdup(value);
+    a->items[a->n].value = plain;
     a->n++;
     return 0;
 }
@@ -300,7 +311,7 @@ static void admin_params_free(struct admin_params *a)
     for (size_t i = 0; i < a->n; i++) {
         free(a->items[i].activity_id);
         free(a->items[i].name);
-        free(a->items[i].value);
+        cf_seal_free_plain(a->items[i].value);
     }
     free(a->items);
 }
@@ -412,7 +423,8 @@ int cf_engine_check_models(struct cf_registry *reg, struct cf_store *store, cons
 {
     size_t before = diags->count;
     for (size_t m = 0; m < n; m++) {
-        struct admin_params admin = {0};
+        struct admin_params admin = {
+            .store = store, .tenant = tenant ? tenant : "", .process_key = models[m]->key};
         if (store)
             cf_store_param_list(store, tenant ? tenant : "", models[m]->key, NULL, collect_admin,
                                 &admin);
@@ -1259,7 +1271,22 @@ static int resolve_params(struct cf_call_ctx *c, struct cf_exec *x, const struct
             const struct cf_expr *ex = NULL;
             char detail[512];
             if (admin) {
-                rc = cf_expr_compile(admin, &owned, detail, sizeof(detail));
+                /* A sealed secret is opened only here, into this call's memory, and wiped as
+                 * soon as it is compiled (store/seal.h). */
+                char *plain = NULL;
+                rc = cf_store_param_reveal(c->e->store, def->tenant_id, def->key, x->elem->id,
+                                           p->name, admin, &plain);
+                if (rc) {
+                    cf_errf(err, errlen,
+                            "parameter '%s': its stored secret value cannot be opened (the "
+                            "secrets key is missing or is not the one it was stored with); set "
+                            "the parameter again",
+                            p->name);
+                    cf_buf_free(&b);
+                    return CF_EINVAL;
+                }
+                rc = cf_expr_compile(plain, &owned, detail, sizeof(detail));
+                cf_seal_free_plain(plain);
                 ex = owned;
             } else {
                 ex = fd->value;

@@ -9,10 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
 #include <sqlite3.h>
 
 #include "store/internal.h"
 #include "store/migrations.h"
+#include "store/seal.h"
 
 enum stmt_id {
     ST_BEGIN,
@@ -216,6 +218,9 @@ struct cf_store {
     bool in_tx;
     uint64_t commits;
     int schema_version;
+    char *path;    /* the database file, for the secrets key next to it (seal.h) */
+    bool have_key; /* `key` holds the secrets key */
+    uint8_t key[CF_SEAL_KEY_BYTES];
 };
 
 static int map_rc(int rc)
@@ -418,6 +423,7 @@ int cf_store_open(const char *path, const struct cf_store_options *opt, struct c
     if (!opt)
         opt = &defaults;
     struct cf_store *s = cf_xcalloc(1, sizeof(*s));
+    s->path = cf_xstrdup(path);
     int flags = opt->read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
     flags |= SQLITE_OPEN_NOMUTEX;
     int rc = sqlite3_open_v2(path, &s->db, flags, NULL);
@@ -460,6 +466,8 @@ void cf_store_close(struct cf_store *s)
             sqlite3_finalize(s->ext.slots[i].value);
     cf_imap_free(&s->ext);
     sqlite3_close(s->db);
+    sodium_memzero(s->key, sizeof(s->key));
+    free(s->path);
     free(s);
 }
 
@@ -1409,17 +1417,81 @@ int cf_store_hist_list(struct cf_store *s, int64_t instance_id, cf_hist_row_fn f
 
 /* --- task parameters --- */
 
-int cf_store_param_set(struct cf_store *s, const char *tenant_id, const char *process_key,
-                       const char *activity_id, const char *name, const char *value, uint64_t now)
+/* The associated data that binds a sealed parameter value to its row (seal.h). */
+static size_t param_aad(const char *tenant_id, const char *process_key, const char *activity_id,
+                        const char *name, uint8_t *buf, size_t cap)
 {
+    const char *parts[] = {"task_param", tenant_id ? tenant_id : "", process_key, activity_id,
+                           name};
+    size_t n = 0;
+    for (size_t i = 0; i < CF_ARRAY_LEN(parts); i++) {
+        size_t len = strlen(parts[i]) + 1; /* with its NUL, so that the parts cannot shift */
+        if (n + len > cap)
+            return cap + 1;
+        memcpy(buf + n, parts[i], len);
+        n += len;
+    }
+    return n;
+}
+
+static int store_key(struct cf_store *s, bool create)
+{
+    if (s->have_key)
+        return 0;
+    char err[512];
+    int rc = cf_seal_key_load(s->path, create, s->key, err, sizeof(err));
+    if (rc) {
+        cf_log(CF_LOG_ERROR, "%s", err);
+        return rc;
+    }
+    s->have_key = true;
+    return 0;
+}
+
+int cf_store_param_set(struct cf_store *s, const char *tenant_id, const char *process_key,
+                       const char *activity_id, const char *name, const char *value, bool secret,
+                       uint64_t now)
+{
+    char *sealed = NULL;
+    if (secret) {
+        uint8_t aad[4096];
+        size_t aad_len = param_aad(tenant_id, process_key, activity_id, name, aad, sizeof(aad));
+        if (aad_len > sizeof(aad))
+            return CF_ELIMIT;
+        int rc = store_key(s, true);
+        if (rc)
+            return rc;
+        sealed = cf_seal(s->key, value, aad, aad_len);
+    }
     sqlite3_stmt *p = st(s, ST_PARAM_SET);
     bind_text(p, 1, tenant_id ? tenant_id : "");
     bind_text(p, 2, process_key);
     bind_text(p, 3, activity_id);
     bind_text(p, 4, name);
-    bind_text(p, 5, value);
+    bind_text(p, 5, sealed ? sealed : value);
     sqlite3_bind_int64(p, 6, (sqlite3_int64)now);
-    return run(s, p);
+    int rc = run(s, p);
+    free(sealed);
+    return rc;
+}
+
+int cf_store_param_reveal(struct cf_store *s, const char *tenant_id, const char *process_key,
+                          const char *activity_id, const char *name, const char *stored,
+                          char **plain)
+{
+    *plain = NULL;
+    if (!cf_seal_is_sealed(stored)) {
+        *plain = cf_xstrdup(stored);
+        return 0;
+    }
+    uint8_t aad[4096];
+    size_t aad_len = param_aad(tenant_id, process_key, activity_id, name, aad, sizeof(aad));
+    if (aad_len > sizeof(aad))
+        return CF_ELIMIT;
+    int rc = store_key(s, false);
+    if (rc)
+        return rc;
+    return cf_seal_open(s->key, stored, aad, aad_len, plain);
 }
 
 int cf_store_param_delete(struct cf_store *s, const char *tenant_id, const char *process_key,

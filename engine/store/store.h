@@ -243,9 +243,19 @@ int cf_store_hist_set_execution(struct cf_store *s, int64_t id, int64_t executio
 typedef int (*cf_hist_row_fn)(void *arg, const struct cf_hist_row *r);
 int cf_store_hist_list(struct cf_store *s, int64_t instance_id, cf_hist_row_fn fn, void *arg);
 
-/* Admin configuration of task parameters. */
+/* Admin configuration of task parameters. A `secret` value (CF_PARAM_SECRET in the task's
+ * schema) is stored sealed (store/seal.h); cf_store_param_list() hands values as stored, and
+ * cf_store_param_reveal() opens one for the call that uses it. */
 int cf_store_param_set(struct cf_store *s, const char *tenant_id, const char *process_key,
-                       const char *activity_id, const char *name, const char *value, uint64_t now);
+                       const char *activity_id, const char *name, const char *value, bool secret,
+                       uint64_t now);
+/* A parameter value as listed, opened: a copy of a clear value, or the sealed value opened for
+ * its row. Free *plain with cf_seal_free_plain() (store/seal.h), which wipes it. CF_EINVAL when
+ * the sealed value does not open (another key, another row, altered); CF_ENOENT when the
+ * secrets key is missing; the reason is logged without the value. */
+int cf_store_param_reveal(struct cf_store *s, const char *tenant_id, const char *process_key,
+                          const char *activity_id, const char *name, const char *stored,
+                          char **plain);
 int cf_store_param_delete(struct cf_store *s, const char *tenant_id, const char *process_key,
                           const char *activity_id, const char *name);
 typedef int (*cf_param_row_fn)(void *arg, const char *activity_id, const char *name,

@@ -772,7 +772,8 @@ static int cmd_params(struct globals *g, int argc, char **argv)
             bool dynamic = strstr(value, "${") || strstr(value, "#{");
             if (p && !dynamic && cf_param_check_value(p, value, err, sizeof(err)) != 0) {
                 fprintf(stderr, "certflow: %s\n", err);
-            } else if (cf_store_param_set(st, "", a[1], a[2], a[3], value, cf_now_ms()) != 0) {
+            } else if (cf_store_param_set(st, "", a[1], a[2], a[3], value,
+                                          p && (p->flags & CF_PARAM_SECRET), cf_now_ms()) != 0) {
                 fprintf(stderr, "certflow: cannot store the parameter: %s\n", cf_store_errmsg(st));
             } else {
                 printf("%s %s %s set\n", a[1], a[2], a[3]);
