@@ -10,6 +10,14 @@
  * the deadline are given up; their locks are released at the next start and they run again
  * (at-least-once, DESIGN.md §3). A second signal skips the wait.
  *
+ * SIGHUP: the TLS listeners read their certificate chain, key, truststore and CRL files again,
+ * for new connections; connections already open keep what they started with. When a file does
+ * not load, nothing changes and an ERROR line names the file and why. The INI file and the
+ * environment are not read again (other settings take a restart).
+ *
+ * Configuration: the file, then CERTFLOW_<SECTION>_<KEY> environment variables over it
+ * (config.c); --print-config shows each effective value and where it came from.
+ *
  * What it prints on stdout: where it listens, and a curl line to try a push; on first start also
  * the admin password, once. Everything else goes through cf_log on stderr.
  */
@@ -33,14 +41,23 @@
 #define CF_VERSION "0.1.0"
 #define DRAIN_POLL_MS 50
 
+/* POSIX defines it; glibc declares it only for _GNU_SOURCE. */
+extern char **environ;
+
 static const char usage_text[] =
-    "usage: certflowd [--config FILE] [--check-config]\n"
+    "usage: certflowd [--config FILE] [--check-config | --print-config]\n"
     "\n"
     "  --config FILE    the INI file to read (default: ./certflow.ini when it exists, else the\n"
     "                   embedded defaults: data under ./var, listeners on 127.0.0.1)\n"
     "  --check-config   read and check the configuration, print the problems (FILE:LINE:\n"
     "                   message) or else every setting with its effective value, and exit\n"
-    "  --version        print the version\n";
+    "  --print-config   the same: every setting's effective value and where it came from\n"
+    "                   (default, FILE:LINE, env NAME, derived), secrets masked\n"
+    "  --version        print the version\n"
+    "\n"
+    "Every setting may be overridden by the environment variable CERTFLOW_<SECTION>_<KEY>:\n"
+    "upper-case, every character other than A-Z and 0-9 as '_' (CERTFLOW_MTLS_PORT=8443).\n"
+    "SIGHUP reloads the TLS certificate, key, truststore and CRL for new connections.\n";
 
 struct daemon {
     uv_loop_t loop;
@@ -50,8 +67,9 @@ struct daemon {
     struct cf_api *api;
     struct cf_http_server *server;
     struct cf_watch *watch;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
     uv_timer_t drain;
+    char tls_files[1400]; /* what SIGHUP reloads, for its log line */
     bool stopping;
     bool closed;
     uint64_t deadline;
@@ -135,6 +153,9 @@ static void finish(struct daemon *d)
     d->api = NULL;
     uv_close((uv_handle_t *)&d->sigterm, handle_closed);
     uv_close((uv_handle_t *)&d->sigint, handle_closed);
+    uv_close((uv_handle_t *)&d->sighup, handle_closed);
+    /* libuv restores the default action, which would end the process on a late SIGHUP. */
+    signal(SIGHUP, SIG_IGN);
     uv_close((uv_handle_t *)&d->drain, handle_closed);
     cf_log(CF_LOG_INFO, "certflowd stopped");
 }
@@ -168,6 +189,28 @@ static void on_signal(uv_signal_t *s, int signum)
     d->watch = NULL;
     d->deadline = cf_mono_ms() + (uint64_t)d->cfg.shutdown_timeout_s * 1000u;
     uv_timer_start(&d->drain, drain_cb, 0, DRAIN_POLL_MS);
+}
+
+/* SIGHUP: new TLS material for new connections, all listeners or none. */
+static void on_sighup(uv_signal_t *s, int signum)
+{
+    (void)signum;
+    struct daemon *d = s->data;
+    if (d->closed || d->stopping) {
+        cf_log(CF_LOG_INFO, "SIGHUP: shutting down, nothing reloaded");
+        return;
+    }
+    if (!d->server || !d->tls_files[0]) {
+        cf_log(CF_LOG_INFO, "SIGHUP: no TLS listener, nothing to reload");
+        return;
+    }
+    char err[1024];
+    if (cf_http_server_reload_tls(d->server, err, sizeof err) != 0) {
+        cf_log(CF_LOG_ERROR, "SIGHUP: TLS files not reloaded, the previous ones stay in use: %s",
+               err);
+        return;
+    }
+    cf_log(CF_LOG_INFO, "SIGHUP: TLS files reloaded for new connections %s", d->tls_files);
 }
 
 /* ---- start-up ------------------------------------------------------------------------------- */
@@ -324,6 +367,14 @@ static int run(struct daemon *d)
         goto free_api;
     }
     cf_api_set_server(d->api, d->server);
+    if (c->mtls.enabled || c->basic.enabled) {
+        bool crl = c->mtls.enabled && c->crl && *c->crl;
+        /* Only a log line: very long paths may cut it short. */
+        int w = snprintf(d->tls_files, sizeof d->tls_files, "cert=%s key=%s%s%s%s%s", cert, key,
+                         c->mtls.enabled ? " truststore=" : "", c->mtls.enabled ? trust : "",
+                         crl ? " crl=" : "", crl ? c->crl : "");
+        (void)w;
+    }
 
     if (cf_watch_start(&d->loop, d->engine, c, &d->watch, err, sizeof err) != 0) {
         fprintf(stderr, "certflowd: %s\n", err);
@@ -332,10 +383,12 @@ static int run(struct daemon *d)
 
     uv_signal_init(&d->loop, &d->sigterm);
     uv_signal_init(&d->loop, &d->sigint);
+    uv_signal_init(&d->loop, &d->sighup);
     uv_timer_init(&d->loop, &d->drain);
-    d->sigterm.data = d->sigint.data = d;
+    d->sigterm.data = d->sigint.data = d->sighup.data = d;
     uv_signal_start(&d->sigterm, on_signal, SIGTERM);
     uv_signal_start(&d->sigint, on_signal, SIGINT);
+    uv_signal_start(&d->sighup, on_sighup, SIGHUP);
 
     print_ready(d, have_pki ? &pki : NULL, n, ls);
     cf_log(CF_LOG_INFO, "certflowd started listeners=%zu", n);
@@ -359,6 +412,19 @@ close_engine:
     return exit_code;
 }
 
+/* The configuration's warnings, one per line: through the logger, or plain on stderr. */
+static void print_warnings(const char *text, bool log)
+{
+    for (const char *line = text; line && *line;) {
+        int n = (int)strcspn(line, "\n");
+        if (log)
+            cf_log(CF_LOG_WARN, "config: %.*s", n, line);
+        else
+            fprintf(stderr, "certflowd: warning: %.*s\n", n, line);
+        line += n + (line[n] == '\n');
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *config = NULL;
@@ -366,7 +432,8 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
             config = argv[++i];
-        } else if (strcmp(argv[i], "--check-config") == 0) {
+        } else if (strcmp(argv[i], "--check-config") == 0 ||
+                   strcmp(argv[i], "--print-config") == 0) {
             check_only = true;
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             fputs(usage_text, stdout);
@@ -385,19 +452,27 @@ int main(int argc, char **argv)
     struct daemon *d = cf_xcalloc(1, sizeof *d);
     struct cf_buf errors;
     cf_buf_init(&errors);
-    int rc = cf_daemon_config_load(&d->cfg, config, &errors);
+    struct cf_buf warnings;
+    cf_buf_init(&warnings);
+    int rc = cf_daemon_config_load(&d->cfg, config, environ, &errors, &warnings);
+    if (rc || check_only) {
+        /* Without a daemon to run, warnings are plain lines before the problems. */
+        print_warnings(warnings.data, false);
+    }
     if (rc) {
         fputs(errors.data, stderr);
         cf_buf_free(&errors);
+        cf_buf_free(&warnings);
         cf_daemon_config_free(&d->cfg);
         free(d);
         return 2;
     }
     cf_buf_free(&errors);
     if (check_only) {
+        cf_buf_free(&warnings);
         printf("; certflowd: configuration %s is valid; the effective settings:\n",
                config ? config : "(embedded defaults)");
-        cf_daemon_config_print(&d->cfg, stdout);
+        cf_daemon_config_print(&d->cfg, environ, stdout);
         cf_daemon_config_free(&d->cfg);
         free(d);
         return 0;
@@ -405,6 +480,10 @@ int main(int argc, char **argv)
     enum cf_log_level level = CF_LOG_INFO;
     cf_log_parse_level(d->cfg.log_level, &level);
     cf_log_set_level(level);
+    print_warnings(warnings.data, true);
+    cf_buf_free(&warnings);
+    /* The default action of SIGHUP ends a process; until the loop handles it, ignore it. */
+    signal(SIGHUP, SIG_IGN);
     /* libuv writes to sockets with write(2): a peer that went away must not kill the daemon. */
     signal(SIGPIPE, SIG_IGN);
     /* Keys and passwords pass through this process's memory: no core files. */

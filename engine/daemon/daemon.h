@@ -3,9 +3,9 @@
  * first start (pki.c), the first-start accounts (bootstrap.c) and the processes folder watch
  * (watch.c). certflowd.c ties them to the engine, the router and the HTTP server.
  *
- * Ownership: the configuration owns its strings (cf_daemon_config_free). Paths in it are as
- * written in the file or derived from data_dir; relative paths are relative to the working
- * directory.
+ * Ownership: the configuration owns its strings and the record of where each value came from
+ * (cf_daemon_config_free). Paths in it are as written in the file or the environment, or derived
+ * from data_dir; relative paths are relative to the working directory.
  */
 #ifndef CF_DAEMON_H
 #define CF_DAEMON_H
@@ -26,8 +26,11 @@ struct cf_daemon_listener {
     int port;
 };
 
+struct cf_daemon_origin; /* where each setting's value came from; config.c's */
+
 struct cf_daemon_config {
-    char *source; /* the file read, or NULL for the embedded defaults */
+    char *source;                     /* the file read, or NULL for the embedded defaults */
+    struct cf_daemon_origin *origins; /* one per setting, for cf_daemon_config_print */
     /* [daemon] */
     char *data_dir;
     char *database;
@@ -69,13 +72,23 @@ struct cf_daemon_config {
     bool metrics_public;
 };
 
-/* Loads `path` (NULL: the defaults only) over the defaults, then derives what depends on other
- * settings. Every problem goes to `errors` as "FILE:LINE: message", one per line; returns 0 or
- * CF_EINVAL. */
-int cf_daemon_config_load(struct cf_daemon_config *c, const char *path, struct cf_buf *errors);
+/* Loads `path` (NULL: the defaults only) over the defaults, then the CERTFLOW_<SECTION>_<KEY>
+ * variables of `envp` (a NULL-terminated "NAME=value" array such as `environ`; NULL: none) over
+ * both, then derives what depends on other settings. Every problem goes to `errors`, one per
+ * line, as "FILE:LINE: message" or "environment variable NAME: message" (never the value of a
+ * secret); CERTFLOW_* variables that are no setting go to `warnings` (may be NULL), one per line.
+ * Returns 0 or CF_EINVAL. */
+int cf_daemon_config_load(struct cf_daemon_config *c, const char *path, char *const *envp,
+                          struct cf_buf *errors, struct cf_buf *warnings);
 void cf_daemon_config_free(struct cf_daemon_config *c);
-/* Every setting with its effective value, as an INI file (for --check-config). */
-void cf_daemon_config_print(const struct cf_daemon_config *c, FILE *f);
+/* Every setting with its effective value and, as a comment, where the value came from (default,
+ * FILE:LINE, env NAME, derived); secrets masked. Then the other CERTFLOW_* variables of `envp`
+ * that certflowd reads, also masked where secret. For --print-config and --check-config; meant to
+ * be read, not fed back (masked values). */
+void cf_daemon_config_print(const struct cf_daemon_config *c, char *const *envp, FILE *f);
+/* The environment variable that overrides [section] key: "CERTFLOW_" section "_" key, upper-case,
+ * every character other than A-Z and 0-9 replaced by '_'. */
+void cf_daemon_config_env_name(const char *section, const char *key, char *out, size_t outlen);
 
 /* Files of the local PKI under <data_dir>/tls. */
 struct cf_daemon_pki {

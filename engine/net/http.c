@@ -10,6 +10,10 @@
  * make the kernel reset the connection while the peer is still sending (a refused upload, a
  * slowloris), and a reset can destroy the answer before the peer reads it.
  *
+ * TLS files are read again on request (cf_http_server_reload_tls): each listener's SSL_CTX is
+ * replaced for new connections, while every open connection's SSL keeps a reference to the
+ * context it was made from, so nothing in progress is cut or changes its verification.
+ *
  * The process must ignore SIGPIPE: libuv writes with write(2), and a peer that resets the
  * connection would otherwise kill the daemon. That is the daemon's setup, not this file's.
  */
@@ -37,7 +41,10 @@ struct listener {
     uv_tcp_t tcp;
     size_t index;
     enum cf_listener_kind kind;
+    /* New connections take a reference on the current context (SSL_new), so a reload swaps it
+     * and drops the server's reference while open connections keep theirs. */
     SSL_CTX *ctx;
+    struct cf_listener_config files; /* kind and owned copies of the file names, for reloads */
     struct sockaddr_storage addr;
     int port;
     int open;      /* connections counted toward max_connections */
@@ -104,6 +111,23 @@ static struct conn *conn_of(struct cf__hconn *c)
 
 /* ---- server lifetime ---- */
 
+static char *dup_or_null(const char *s)
+{
+    return s ? cf_xstrdup(s) : NULL;
+}
+
+static void free_listeners(struct listener *ls, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        SSL_CTX_free(ls[i].ctx);
+        free((char *)ls[i].files.cert_file);
+        free((char *)ls[i].files.key_file);
+        free((char *)ls[i].files.ca_file);
+        free((char *)ls[i].files.crl_file);
+    }
+    free(ls);
+}
+
 static void server_maybe_free(struct cf_http_server *s)
 {
     if (!s->closing || s->handles > 0 || s->conns)
@@ -114,9 +138,7 @@ static void server_maybe_free(struct cf_http_server *s)
         cf__http_req_free(r);
     }
     cf__http_env_release(&s->env);
-    for (size_t i = 0; i < s->n_listeners; i++)
-        SSL_CTX_free(s->listeners[i].ctx);
-    free(s->listeners);
+    free_listeners(s->listeners, s->n_listeners);
     free(s->readbuf);
     free(s->tlsbuf);
     free(s);
@@ -732,15 +754,20 @@ int cf_http_server_start(uv_loop_t *loop, const struct cf_http_server_config *cf
             break;
         }
         if (lc->kind != CF_LISTEN_PLAIN) {
-            l->ctx = cf__tls_ctx_new(lc, i, err, errlen);
+            l->files = (struct cf_listener_config){
+                .kind = lc->kind,
+                .cert_file = dup_or_null(lc->cert_file),
+                .key_file = dup_or_null(lc->key_file),
+                .ca_file = dup_or_null(lc->ca_file),
+                .crl_file = dup_or_null(lc->crl_file),
+            };
+            l->ctx = cf__tls_ctx_new(&l->files, i, err, errlen);
             if (!l->ctx)
                 rc = CF_EINVAL;
         }
     }
     if (rc) {
-        for (size_t i = 0; i < s->n_listeners; i++)
-            SSL_CTX_free(s->listeners[i].ctx);
-        free(s->listeners);
+        free_listeners(s->listeners, s->n_listeners);
         free(s);
         return rc;
     }
@@ -785,6 +812,43 @@ int cf_http_listener_port(const struct cf_http_server *s, size_t index)
     if (!s || index >= s->n_listeners)
         return CF_EINVAL;
     return s->listeners[index].port;
+}
+
+int cf_http_server_reload_tls(struct cf_http_server *s, char *err, size_t errlen)
+{
+    if (!s || s->closing) {
+        cf_errf(err, errlen, "HTTP server: not running");
+        return CF_EINVAL;
+    }
+    /* Every context is built before any is swapped in: one file that does not load leaves every
+     * listener as it was. The files are small; reading them on the loop thread is acceptable for
+     * an operator's occasional signal. */
+    SSL_CTX **fresh = cf_xcalloc(s->n_listeners, sizeof(*fresh));
+    int rc = 0;
+    for (size_t i = 0; i < s->n_listeners && rc == 0; i++) {
+        struct listener *l = &s->listeners[i];
+        if (l->kind == CF_LISTEN_PLAIN)
+            continue;
+        fresh[i] = cf__tls_ctx_new(&l->files, i, err, errlen);
+        if (!fresh[i])
+            rc = CF_EINVAL;
+    }
+    for (size_t i = 0; i < s->n_listeners; i++) {
+        struct listener *l = &s->listeners[i];
+        if (rc) {
+            SSL_CTX_free(fresh[i]);
+            continue;
+        }
+        if (l->kind == CF_LISTEN_PLAIN)
+            continue;
+        /* Connections in progress hold their own reference to the old context. Sessions of the
+         * old context do not resume on the new one (new ticket keys, new cache), so a client
+         * whose certificate is now revoked cannot skip the new checks by resuming. */
+        SSL_CTX_free(l->ctx);
+        l->ctx = fresh[i];
+    }
+    free(fresh);
+    return rc;
 }
 
 void cf_http_server_stop_accepting(struct cf_http_server *s)

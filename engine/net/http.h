@@ -18,6 +18,7 @@
  * size limit early: `limit_body` is called when headers are complete.
  *
  * Ownership: the server owns requests; header and body pointers are valid until the response.
+ * It copies the listener configuration's strings at start; the caller's may go away.
  * Free the server with cf_http_server_close(), then run the loop until its handles are closed.
  * If cf_http_server_start() fails after opening a socket (a port in use), it closes what it
  * opened the same way: run the loop before uv_loop_close(). The process must ignore SIGPIPE, as
@@ -112,6 +113,12 @@ int cf_http_server_start(uv_loop_t *loop, const struct cf_http_server_config *cf
                          struct cf_http_server **out, char *err, size_t errlen);
 /* The port a listener is bound to (useful with port 0). */
 int cf_http_listener_port(const struct cf_http_server *s, size_t index);
+/* Reads the certificate chain, key, truststore and CRL files of every TLS listener again (the
+ * paths given at start) and uses them for new connections; connections already open keep the
+ * material they started with. All or nothing: when a file does not load, every listener keeps
+ * its previous material and `err` names the listener, the file and OpenSSL's reason (never file
+ * contents); returns CF_EINVAL then. Call on the loop thread. */
+int cf_http_server_reload_tls(struct cf_http_server *s, char *err, size_t errlen);
 /* Stops accepting; open connections finish their current request, then close. */
 void cf_http_server_stop_accepting(struct cf_http_server *s);
 /* Closes everything; the server is freed once its handles are closed. */

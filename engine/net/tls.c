@@ -4,7 +4,9 @@
  * cipher preference, no renegotiation. A TLS_CLIENT listener demands a client certificate that
  * chains to its own truststore (never the system's), carries the clientAuth purpose and, when a
  * CRL file is given, is not revoked, with every certificate of the chain checked. The byte
- * pumping through memory BIOs is http.c's.
+ * pumping through memory BIOs is http.c's, and so is swapping contexts when the files are read
+ * again (cf_http_server_reload_tls): each context is built from the files alone, so building one
+ * again gives a fresh truststore, CRL set, session cache and ticket keys.
  */
 #include "net/http_internal.h"
 
@@ -34,6 +36,17 @@ static void ossl_reason(char *out, size_t outlen, const char *fallback)
     else
         snprintf(out, outlen, "%s", fallback);
     ERR_clear_error();
+}
+
+/* A daemon has no terminal to ask on, and must not block its loop asking: an encrypted key file
+ * fails to load instead of OpenSSL prompting for its passphrase. */
+static int no_passphrase(char *buf, int size, int rwflag, void *arg)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)arg;
+    return 0;
 }
 
 /* Only HTTP/1.1 is spoken; a client offering only h2 gets no ALPN answer and falls back. */
@@ -84,6 +97,7 @@ SSL_CTX *cf__tls_ctx_new(const struct cf_listener_config *lc, size_t index, char
     snprintf(sid, sizeof(sid), "certflow-%zu", index);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)sid, (unsigned)strlen(sid));
 
+    SSL_CTX_set_default_passwd_cb(ctx, no_passphrase);
     if (SSL_CTX_use_certificate_chain_file(ctx, lc->cert_file) != 1) {
         ossl_reason(why, sizeof(why), "unreadable");
         cf_errf(err, errlen, "listener %zu: cannot load the certificate chain '%s': %s", index,
@@ -131,8 +145,9 @@ SSL_CTX *cf__tls_ctx_new(const struct cf_listener_config *lc, size_t index, char
         X509_LOOKUP *lookup = X509_STORE_add_lookup(store, X509_LOOKUP_file());
         if (!lookup || X509_load_crl_file(lookup, lc->crl_file, X509_FILETYPE_PEM) <= 0) {
             ossl_reason(why, sizeof(why), "no CRL found");
-            cf_errf(err, errlen, "listener %zu: cannot load the CRL file '%s': %s", index,
-                    lc->crl_file, why);
+            cf_errf(err, errlen,
+                    "listener %zu: cannot load the CRL file '%s' (PEM X509 CRLs expected): %s",
+                    index, lc->crl_file, why);
             goto fail;
         }
         X509_VERIFY_PARAM_set_flags(param, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);

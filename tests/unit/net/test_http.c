@@ -9,7 +9,8 @@
  *   made by the openssl command line in a temporary folder: plain and TLS requests, keep-alive,
  *   client certificates (missing, untrusted, revoked, wrong purpose, trusted), protocol versions
  *   and ciphers, limits with their statuses, timeouts, the connection cap, async answers and
- *   clients that leave before them, graceful stop.
+ *   clients that leave before them, graceful stop, and reloading the TLS files (a CRL that
+ *   revokes a client from then on, broken files that change nothing, open connections kept).
  *
  * Every client has a deadline (poll on raw sockets, --max-time for curl, `timeout` for
  * s_client), so a broken server fails a test instead of hanging it.
@@ -776,6 +777,7 @@ static const char pki_script[] =
     "'subjectAltName=IP:127.0.0.1,DNS:localhost\\nextendedKeyUsage=serverAuth\\n'\n"
     "leaf client ca /O=certflow/CN=test-client 'extendedKeyUsage=clientAuth\\n'\n"
     "leaf revoked ca /O=certflow/CN=revoked-client 'extendedKeyUsage=clientAuth\\n'\n"
+    "leaf later ca /O=certflow/CN=later-client 'extendedKeyUsage=clientAuth\\n'\n"
     "leaf wrongeku ca /O=certflow/CN=server-only 'extendedKeyUsage=serverAuth\\n'\n"
     "leaf stranger rogue /O=certflow/CN=test-client 'extendedKeyUsage=clientAuth\\n'\n"
     "printf '[ca]\\ndefault_ca=t\\n[t]\\ndatabase=index.txt\\ncrlnumber=crlnumber\\n"
@@ -783,8 +785,11 @@ static const char pki_script[] =
     "> ca.cnf\n"
     ": > index.txt\n"
     "echo 01 > crlnumber\n"
+    "openssl ca -config ca.cnf -gencrl -out crl-none.pem\n"
     "openssl ca -config ca.cnf -revoke revoked.pem\n"
-    "openssl ca -config ca.cnf -gencrl -out crl.pem\n";
+    "openssl ca -config ca.cnf -gencrl -out crl.pem\n"
+    "openssl ca -config ca.cnf -revoke later.pem\n"
+    "openssl ca -config ca.cnf -gencrl -out crl-later.pem\n";
 
 static const char *P(const char *name)
 {
@@ -873,6 +878,8 @@ struct harness {
     char addrs[8][64];
     int n_addrs;
     struct cf_http_stats stats;
+    int reload_rc;
+    char reload_err[1024];
 };
 
 static struct harness H;
@@ -1002,10 +1009,28 @@ static struct cf_http_stats stats_now(struct harness *h)
     return h->stats;
 }
 
+static void do_reload(struct harness *h)
+{
+    h->reload_err[0] = '\0';
+    h->reload_rc = cf_http_server_reload_tls(h->server, h->reload_err, sizeof(h->reload_err));
+}
+
+static int reload_now(struct harness *h)
+{
+    on_loop(h, do_reload);
+    return h->reload_rc;
+}
+
 enum { ONLY_PLAIN, WITH_TLS };
 
-static void start_server(struct harness *h, int which, const struct cf_http_limits *lim)
+/* Starts the server; the client-certificate listener uses `key_file` and `crl_file` (NULL: the
+ * PKI's server.key and crl.pem). */
+static void start_server_files(struct harness *h, int which, const struct cf_http_limits *lim,
+                               const char *key_file, const char *crl_file)
 {
+    char key[320], crl[320];
+    cf_strlcpy(key, key_file ? key_file : P("server.key"), sizeof(key));
+    cf_strlcpy(crl, crl_file ? crl_file : P("crl.pem"), sizeof(crl));
     memset(h, 0, sizeof(*h));
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cv, NULL);
@@ -1021,9 +1046,9 @@ static void start_server(struct harness *h, int which, const struct cf_http_limi
         {.kind = CF_LISTEN_TLS_CLIENT,
          .host = "127.0.0.1",
          .cert_file = P("server.pem"),
-         .key_file = P("server.key"),
+         .key_file = key,
          .ca_file = P("ca.pem"),
-         .crl_file = P("crl.pem")},
+         .crl_file = crl},
     };
     struct cf_http_server_config cfg = {
         .listeners = ls,
@@ -1042,6 +1067,11 @@ static void start_server(struct harness *h, int which, const struct cf_http_limi
         assert_true(h->ports[i] > 0);
     }
     assert_int_equal(pthread_create(&h->thread, NULL, loop_thread, h), 0);
+}
+
+static void start_server(struct harness *h, int which, const struct cf_http_limits *lim)
+{
+    start_server_files(h, which, lim, NULL, NULL);
 }
 
 static void stop_server(struct harness *h)
@@ -1788,6 +1818,232 @@ static void test_no_secrets_in_logs(void **state)
     free(logs);
 }
 
+/* ---- reloading the TLS files ---- */
+
+/* A TLS client made with OpenSSL in this process, so that a test can hold one connection open
+ * while the server reloads. Reads time out after 5 s. */
+struct tls_client {
+    int fd;
+    SSL_CTX *ctx;
+    SSL *ssl;
+};
+
+/* `resume`: a session to offer (may be NULL). */
+static bool tls_client_open(struct tls_client *t, int port, const char *cert, const char *key,
+                            SSL_SESSION *resume)
+{
+    memset(t, 0, sizeof(*t));
+    t->fd = tcp_connect(port);
+    if (t->fd < 0)
+        return false;
+    struct timeval tv = {5, 0};
+    setsockopt(t->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    t->ctx = SSL_CTX_new(TLS_client_method());
+    assert_non_null(t->ctx);
+    assert_int_equal(SSL_CTX_load_verify_file(t->ctx, P("ca.pem")), 1);
+    SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, NULL);
+    assert_int_equal(SSL_CTX_use_certificate_file(t->ctx, cert, SSL_FILETYPE_PEM), 1);
+    assert_int_equal(SSL_CTX_use_PrivateKey_file(t->ctx, key, SSL_FILETYPE_PEM), 1);
+    t->ssl = SSL_new(t->ctx);
+    assert_non_null(t->ssl);
+    SSL_set_fd(t->ssl, t->fd);
+    if (resume)
+        assert_int_equal(SSL_set_session(t->ssl, resume), 1);
+    return SSL_connect(t->ssl) == 1;
+}
+
+/* One GET on the held connection; the status of its answer (body into `out`), or 0. */
+static int tls_client_get(struct tls_client *t, const char *path, struct cf_buf *out)
+{
+    char req[256];
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path);
+    if (SSL_write(t->ssl, req, n) != n)
+        return 0;
+    struct cf_buf b;
+    cf_buf_init(&b);
+    size_t len = 0;
+    while ((len = response_len(bdata(&b), b.len, false)) == 0) {
+        char buf[4096];
+        int r = SSL_read(t->ssl, buf, sizeof(buf));
+        if (r <= 0)
+            break;
+        cf_buf_append(&b, buf, (size_t)r);
+    }
+    int status = 0;
+    if (len > 0 && sscanf(bdata(&b), "HTTP/1.1 %d", &status) == 1 && out) {
+        const char *body = find(b.data, len, "\r\n\r\n") + 4;
+        cf_buf_reset(out);
+        cf_buf_append(out, body, len - (size_t)(body - b.data));
+        cf_buf_putc(out, '\0');
+        out->len--;
+    }
+    cf_buf_free(&b);
+    return status;
+}
+
+static void tls_client_close(struct tls_client *t)
+{
+    SSL_free(t->ssl);
+    SSL_CTX_free(t->ctx);
+    if (t->fd >= 0)
+        close(t->fd);
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb");
+    assert_non_null(in);
+    /* Written beside and renamed, as an operator's tools replace such files. */
+    char tmp[400];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", to);
+    FILE *out = fopen(tmp, "wb");
+    assert_non_null(out);
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+        assert_int_equal(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+    assert_int_equal(rename(tmp, to), 0);
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    fputs(text, f);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* curl to the client-certificate listener's /whoami as `who` (who.pem, who.key): curl's exit
+ * code, the answer in `out`. */
+static int whoami_as(struct cf_buf *out, const char *who)
+{
+    char cert[64], key[64];
+    snprintf(cert, sizeof(cert), "%s.pem", who);
+    snprintf(key, sizeof(key), "%s.key", who);
+    char cert_path[320], key_path[320];
+    cf_strlcpy(cert_path, P(cert), sizeof(cert_path));
+    cf_strlcpy(key_path, P(key), sizeof(key_path));
+    char *u = url(H.ports[2], true, "/whoami");
+    cf_buf_reset(out);
+    int rc = curl(out, "--cacert", P("ca.pem"), "--cert", cert_path, "--key", key_path, u, NULL);
+    free(u);
+    return rc;
+}
+
+/* A refused client: curl fails, the handler sees nothing and the handshake failure is counted. */
+static void assert_refused(const char *who)
+{
+    struct cf_buf out;
+    cf_buf_init(&out);
+    int before = handled(&H);
+    uint64_t fails = stats_now(&H).tls_handshake_failures;
+    int rc = whoami_as(&out, who);
+    if (rc == 0)
+        fail_msg("%s was let in: %s", who, bdata(&out));
+    assert_int_equal(handled(&H), before);
+    assert_int_equal(stats_now(&H).tls_handshake_failures, fails + 1);
+    cf_buf_free(&out);
+}
+
+static void assert_accepted(const char *who, const char *subject)
+{
+    struct cf_buf out;
+    cf_buf_init(&out);
+    int rc = whoami_as(&out, who);
+    if (rc != 0)
+        fail_msg("%s was refused (curl %d): %s", who, rc, bdata(&out));
+    char want[128];
+    snprintf(want, sizeof(want), "%s chain=2", subject);
+    assert_string_equal(bdata(&out), want);
+    cf_buf_free(&out);
+}
+
+static void test_tls_reload(void **state)
+{
+    (void)state;
+    char crl[320], key[320];
+    snprintf(crl, sizeof(crl), "%s/reload-crl.pem", pki);
+    snprintf(key, sizeof(key), "%s/reload-server.key", pki);
+    copy_file(P("crl-none.pem"), crl);
+    copy_file(P("server.key"), key);
+    start_server_files(&H, WITH_TLS, NULL, key, crl);
+    struct cf_buf out;
+    cf_buf_init(&out);
+
+    /* Before: nothing is revoked; "later" connects, and keeps one connection open. */
+    assert_accepted("later", "CN=later-client,O=certflow");
+    struct tls_client held;
+    assert_true(tls_client_open(&held, H.ports[2], P("later.pem"), P("later.key"), NULL));
+    assert_int_equal(tls_client_get(&held, "/whoami", &out), 200);
+    assert_string_equal(bdata(&out), "CN=later-client,O=certflow chain=2");
+    /* Its session resumes as long as nothing was reloaded (so the check below could fail). */
+    SSL_SESSION *sess = SSL_get1_session(held.ssl);
+    assert_non_null(sess);
+    struct tls_client again;
+    assert_true(tls_client_open(&again, H.ports[2], P("later.pem"), P("later.key"), sess));
+    assert_int_equal(tls_client_get(&again, "/whoami", &out), 200);
+    assert_int_equal(SSL_session_reused(again.ssl), 1);
+    tls_client_close(&again);
+
+    /* A CRL that revokes "later" from now on: new connections of it are refused, others are
+     * not, and the connection it opened before the reload goes on. */
+    copy_file(P("crl-later.pem"), crl);
+    if (reload_now(&H) != 0)
+        fail_msg("reload: %s", H.reload_err);
+    assert_refused("later");
+    assert_accepted("client", "CN=test-client,O=certflow");
+    assert_int_equal(tls_client_get(&held, "/whoami", &out), 200);
+    assert_string_equal(bdata(&out), "CN=later-client,O=certflow chain=2");
+    /* Nor can it come back by resuming the session it had before the reload. */
+    int before = handled(&H);
+    tls_client_open(&again, H.ports[2], P("later.pem"), P("later.key"), sess);
+    assert_int_equal(tls_client_get(&again, "/whoami", &out), 0);
+    assert_int_equal(SSL_session_reused(again.ssl), 0);
+    assert_int_equal(handled(&H), before);
+    tls_client_close(&again);
+    SSL_SESSION_free(sess);
+
+    /* A broken CRL file: the reload fails naming the file, and the previous CRL stays. */
+    write_file(crl, "-----BEGIN X509 CRL-----\nbm90IGEgQ1JM\n-----END X509 CRL-----\n");
+    assert_int_equal(reload_now(&H), CF_EINVAL);
+    if (!strstr(H.reload_err, crl) || !strstr(H.reload_err, "CRL"))
+        fail_msg("the message does not name the CRL file: %s", H.reload_err);
+    assert_refused("later");
+    assert_accepted("client", "CN=test-client,O=certflow");
+
+    /* A key that does not match the certificate: nothing changes either, and the message names
+     * the file without quoting it. The CRL file is good again, and still not taken. */
+    copy_file(P("crl-none.pem"), crl);
+    copy_file(P("client.key"), key);
+    assert_int_equal(reload_now(&H), CF_EINVAL);
+    if (!strstr(H.reload_err, key) || !strstr(H.reload_err, "private key"))
+        fail_msg("the message does not name the key file: %s", H.reload_err);
+    assert_null(strstr(H.reload_err, "PRIVATE KEY"));
+    struct cf_buf keytext;
+    cf_buf_init(&keytext);
+    char *cat[] = {"sed", "-n", "2p", key, NULL};
+    assert_int_equal(run(cat, &keytext), 0);
+    assert_true(keytext.len > 20);
+    keytext.data[20] = '\0';
+    assert_null(strstr(H.reload_err, keytext.data));
+    cf_buf_free(&keytext);
+    assert_refused("later");
+    assert_accepted("client", "CN=test-client,O=certflow");
+
+    /* Good files again: the reload takes the CRL that revokes nothing, so "later" is back; the
+     * connection held through all of it still answers. */
+    copy_file(P("server.key"), key);
+    if (reload_now(&H) != 0)
+        fail_msg("reload: %s", H.reload_err);
+    assert_accepted("later", "CN=later-client,O=certflow");
+    assert_int_equal(tls_client_get(&held, "/whoami", &out), 200);
+    tls_client_close(&held);
+    cf_buf_free(&out);
+    stop_server(&H);
+}
+
 static void test_start_refusals(void **state)
 {
     (void)state;
@@ -1875,6 +2131,7 @@ int main(void)
         cmocka_unit_test(test_connection_cap_and_stop),
         cmocka_unit_test(test_http10_head_and_close),
         cmocka_unit_test(test_no_secrets_in_logs),
+        cmocka_unit_test(test_tls_reload),
         cmocka_unit_test(test_start_refusals),
     };
     int failed = cmocka_run_group_tests_name("http core", core, NULL, NULL);
