@@ -79,7 +79,8 @@ struct cf_httpc_resp {
     bool sent;                /* request bytes may have reached the server */
     const char *error;        /* for people, when fail != CF_HTTPC_OK: names the URL's host and port
                                * and the cause ("connection refused", "certificate verify failed: ...") */
-    long status;              /* HTTP status when fail == CF_HTTPC_OK */
+    long status;              /* HTTP status when fail == CF_HTTPC_OK; status, headers and
+                               * body are empty otherwise */
     const char *content_type; /* the Content-Type header's value, or NULL */
     const struct cf_httpc_header *headers; /* every response header, in order received */
     size_t n_headers;
@@ -95,15 +96,20 @@ typedef void (*cf_httpc_done_fn)(void *arg, const struct cf_httpc_resp *resp);
 int cf_httpc_new(uv_loop_t *loop, struct cf_httpc **out, char *err, size_t errlen);
 
 /* Starts a request. 0: `done` will run exactly once (and *xfer, when not NULL, names the transfer
- * until then); negative CF_E* code (bad arguments, client closing): `done` will not run. */
+ * until then); negative CF_E* code: `done` will not run. CF_EINVAL for a method other than GET,
+ * POST, PUT and DELETE, a GET with a body, or a header name or value with CR, LF or other bytes
+ * not allowed there; a URL that does not parse or is not http(s) is reported through `done`, as
+ * CF_HTTPC_LOCAL with sent=false. Proxies are never used, whatever the environment says, and
+ * requests are HTTP/1.1. */
 int cf_httpc_send(struct cf_httpc *c, const struct cf_httpc_req *req, cf_httpc_done_fn done,
                   void *arg, struct cf_httpc_xfer **xfer);
 
 /* The value of the first response header called `name` (case-insensitive), or NULL. */
 const char *cf_httpc_resp_header(const struct cf_httpc_resp *resp, const char *name);
 
-/* Ends a transfer under way; its `done` runs soon with CF_HTTPC_CANCELED. A transfer whose
- * `done` has run must not be canceled. */
+/* Ends a transfer under way; its `done` runs soon with CF_HTTPC_CANCELED, also when it had
+ * finished but its `done` had not run yet. A transfer whose `done` has run must not be
+ * canceled. */
 void cf_httpc_cancel(struct cf_httpc_xfer *x);
 
 /* Cancels every transfer (their `done` run with CF_HTTPC_CANCELED), closes the loop handles and
