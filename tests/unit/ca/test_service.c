@@ -415,7 +415,9 @@ static void test_failure_classes(void **state)
     free(weak);
 
     add_template(&env, CF_CA_DEFAULT_TENANT, "refused", "cmp",
-                 "{\"server\": \"127.0.0.1:1\", \"path\": \"/pkix/\"}", NULL);
+                 "{\"server\": \"127.0.0.1:1\", \"path\": \"/pkix/\", \"reference\": \"r\", "
+                 "\"secret\": \"s\"}",
+                 NULL);
     g_plan = (struct plan){.tmpl = "refused", .csr = g_csr, .csr_len = g_csr_len};
     expect_failure(&env, CF_CA_RESULT_CONNECTION_FAILED,
                    "cannot connect to the CA at 127.0.0.1:1 (cmp connector of template "
@@ -435,8 +437,8 @@ static void test_supports_override(void **state)
     (void)state;
     struct env env;
     env_setup(&env);
-    add_template(&env, CF_CA_DEFAULT_TENANT, "viacmp", "cmp", "{\"server\": \"127.0.0.1:1\"}",
-                 NULL);
+    add_template(&env, CF_CA_DEFAULT_TENANT, "viacmp", "cmp",
+                 "{\"server\": \"127.0.0.1:1\", \"reference\": \"r\", \"secret\": \"s\"}", NULL);
     g_plan = (struct plan){.mode = M_OVERRIDE_QUERY, .tmpl = "default"};
     run_one(&env);
     assert_int_equal(g_override_rc, 1);
