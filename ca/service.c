@@ -10,10 +10,15 @@
  * and SUBMITTED (the store insert waits for the engine's next batch; `done` runs after its commit).
  * Every request ends through SUBMITTED, failures found during LOOKUP included, so that the task's
  * callback never runs inside issue_pkcs10().
+ *
+ * Host callers (cf_ca_service_issue(), for certflowd's CM REST subset) take the same three phases
+ * without a plug-in call: no idempotency key, so no ledger lookup and none recorded; only
+ * templates of the embedded CA; and their own callback, which also gets the chain as PEM.
  */
 #include "ca/service.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +26,10 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/pkcs7.h>
 
 #include "base/base.h"
 #include "ca/connector.h"
@@ -53,14 +61,17 @@ enum phase { PH_LOOKUP, PH_CONNECTOR, PH_SUBMITTED };
 struct req {
     struct req *prev, *next;
     struct cf_ca_svc *svc;
-    struct cf_call *call; /* held until the request is freed */
-    cf_ca_done_fn done;
+    struct cf_call *call;          /* held until the request is freed; NULL for a host caller */
+    cf_ca_done_fn done;            /* a task's callback, or NULL for a host caller */
+    cf_ca_issue_done_fn host_done; /* a host caller's callback (cf_ca_service_issue) */
     void *arg;
+    char *source;       /* the certificate's source in the store; NULL: the connector's name */
+    bool embedded_only; /* a host caller: only templates of the embedded CA */
     enum phase phase;
     bool orphaned; /* the service was detached while the connector worked; `done` already ran */
     char *tenant;
     char *template_name;
-    char *key;
+    char *key; /* NULL for a host caller: its certificates are stored without one */
     int64_t instance_id;
     int attempt; /* cf_call_attempt() */
     struct tpl *tpl;
@@ -82,6 +93,7 @@ struct req {
     size_t der_len;
     struct cf_cert_info info;
     char *pem;
+    char *pem_chain; /* for a host caller, made when delivering */
     uint8_t *p7;
     size_t p7_len;
     bool replayed;
@@ -532,8 +544,11 @@ static void req_free(struct req *r)
         svc->reqs = r->next;
     if (r->next)
         r->next->prev = r->prev;
-    cf_call_unhold(r->call);
+    if (r->call)
+        cf_call_unhold(r->call);
     tpl_unref(r->tpl);
+    free(r->source);
+    free(r->pem_chain);
     free(r->tenant);
     free(r->template_name);
     free(r->key);
@@ -568,8 +583,66 @@ static void clear_cert(struct req *r)
     r->to_store = false;
 }
 
+/* PEM text of every certificate of a DER PKCS#7 certs-only bundle, in its order; NULL when the
+ * bundle cannot be read. */
+static char *p7_pem(const uint8_t *p7, size_t len)
+{
+    const unsigned char *p = p7;
+    ERR_set_mark();
+    PKCS7 *pk = len <= (size_t)LONG_MAX ? d2i_PKCS7(NULL, &p, (long)len) : NULL;
+    STACK_OF(X509) *certs = pk && PKCS7_type_is_signed(pk) ? pk->d.sign->cert : NULL;
+    char *out = NULL;
+    if (certs) {
+        struct cf_buf b;
+        cf_buf_init(&b);
+        bool ok = true;
+        for (int i = 0; ok && i < sk_X509_num(certs); i++) {
+            unsigned char *der = NULL;
+            int n = i2d_X509(sk_X509_value(certs, i), &der);
+            char *pem = n > 0 ? cf_cert_pem(der, (size_t)n) : NULL;
+            ok = pem != NULL;
+            if (pem)
+                cf_buf_puts(&b, pem);
+            free(pem);
+            OPENSSL_free(der);
+        }
+        if (ok && b.len)
+            out = cf_buf_steal(&b);
+        cf_buf_free(&b);
+    }
+    PKCS7_free(pk);
+    ERR_pop_to_mark();
+    return out;
+}
+
+static void deliver_host(struct req *r)
+{
+    struct cf_ca_issue_result res = {.status = r->st, .message = r->st ? r->msg : NULL};
+    if (!r->st) {
+        free(r->pem_chain);
+        r->pem_chain = p7_pem(r->p7, r->p7_len);
+        if (!r->pem_chain) {
+            /* The certificate is stored; only its answer cannot be made. */
+            res.status = CF_CA_CONNECTION_FAILED;
+            res.message = "the chain of the issued certificate cannot be encoded as PEM";
+        } else {
+            res.cert_id = r->cert_id;
+            res.der = r->der;
+            res.der_len = r->der_len;
+            res.chain_p7 = r->p7;
+            res.chain_p7_len = r->p7_len;
+            res.pem_chain = r->pem_chain;
+        }
+    }
+    r->host_done(r->arg, &res);
+}
+
 static void deliver(struct req *r)
 {
+    if (r->host_done) {
+        deliver_host(r);
+        return;
+    }
     struct cf_ca_result res = {
         .size = sizeof(res),
         .outcome = outcome_of(r->st),
@@ -592,15 +665,17 @@ static void log_outcome(const struct req *r)
     if (!r->st) {
         cf_log(CF_LOG_INFO,
                "ca: %s certificate id=%" PRId64 " serial=%s template=%s tenant=%s "
-               "instance=%" PRId64 " subject=%s",
+               "instance=%" PRId64 "%s%s subject=%s",
                r->replayed ? "returned the stored" : "issued", r->cert_id,
                r->info.serial ? r->info.serial : "", r->template_name, r->tenant, r->instance_id,
+               r->source ? " source=" : "", r->source ? r->source : "",
                r->info.subject ? r->info.subject : "");
         return;
     }
     cf_log(r->st == CF_CA_CONNECTION_FAILED ? CF_LOG_WARN : CF_LOG_INFO,
-           "ca: no certificate template=%s tenant=%s instance=%" PRId64 ": %s: %s",
-           r->template_name, r->tenant, r->instance_id, cf_ca_status_code(r->st), r->msg);
+           "ca: no certificate template=%s tenant=%s instance=%" PRId64 "%s%s: %s: %s",
+           r->template_name, r->tenant, r->instance_id, r->source ? " source=" : "",
+           r->source ? r->source : "", cf_ca_status_code(r->st), r->msg);
 }
 
 /* In the engine's batch transaction: records a new certificate with the step's key. */
@@ -622,8 +697,9 @@ static int tx_store(struct cf_engine *e, void *arg)
     cf_strlcpy(row.sha256, r->info.sha256, sizeof(row.sha256));
     row.der = r->der;
     row.der_len = r->der_len;
+    row.ski = r->info.ski;
     row.status = "active";
-    row.source = (char *)r->tpl->conn->kind->name;
+    row.source = r->source ? r->source : (char *)r->tpl->conn->kind->name;
     row.instance_id = r->instance_id;
     int rc = cf_castore_cert_insert(r->svc->store, &row, r->key, cf_now_ms());
     if (!rc) {
@@ -632,7 +708,7 @@ static int tx_store(struct cf_engine *e, void *arg)
     }
     const char *why = cf_store_errmsg(r->svc->store);
     snprintf(r->store_err, sizeof(r->store_err), "%s", why && *why ? why : cf_strerror(rc));
-    if (rc == CF_EEXIST) {
+    if (rc == CF_EEXIST && r->key) {
         /* A constraint failed: the step's key taken by another run, or something else. */
         struct cf_cert_row other;
         r->key_taken = cf_castore_cert_by_key(r->svc->store, r->key, &other) == 0;
@@ -655,8 +731,9 @@ static void tx_done(void *arg, int rc)
         else
             fail_req(r, CF_CA_CONNECTION_FAILED,
                      "the certificate was issued but could not be stored (%s), so it was not "
-                     "handed out; the step is retried",
-                     r->store_err[0] ? r->store_err : cf_strerror(rc));
+                     "handed out%s",
+                     r->store_err[0] ? r->store_err : cf_strerror(rc),
+                     r->key ? "; the step is retried" : "");
     }
     log_outcome(r);
     deliver(r);
@@ -695,6 +772,7 @@ static void on_conn_done(void *arg, const struct cf_ca_conn_result *res)
         r->info.not_before_ms = res->info->not_before_ms;
         r->info.not_after_ms = res->info->not_after_ms;
         memcpy(r->info.sha256, res->info->sha256, sizeof(r->info.sha256));
+        r->info.ski = res->info->ski ? cf_xstrdup(res->info->ski) : NULL;
         r->pem = cf_xstrdup(res->pem);
         r->p7 = cf_xmemdup(res->chain_p7, res->chain_p7_len);
         r->p7_len = res->chain_p7_len;
@@ -707,19 +785,9 @@ static void on_conn_done(void *arg, const struct cf_ca_conn_result *res)
     submit(r);
 }
 
-static int svc_issue(struct cf_call *call, const char *template_name, const uint8_t *csr,
-                     size_t csr_len, const struct cf_ca_override *override, cf_ca_done_fn done,
-                     void *arg)
+/* A new request of `svc`, linked into its list and holding a reference to it. */
+static struct req *req_new(struct cf_ca_svc *svc, const char *tenant, const char *template_name)
 {
-    if (!call || !template_name || !done || (!csr && csr_len))
-        return CF_EINVAL;
-    struct cf_ca_svc *svc = svc_of(call);
-    if (!svc || svc->detached)
-        return CF_ESTATE;
-    const char *key = call->host->idempotency_key(call);
-    if (!key || !*key)
-        return CF_EINVAL;
-
     struct req *r = cf_xcalloc(1, sizeof(*r));
     r->svc = svc;
     svc->refs++;
@@ -727,17 +795,18 @@ static int svc_issue(struct cf_call *call, const char *template_name, const uint
     if (svc->reqs)
         svc->reqs->prev = r;
     svc->reqs = r;
-    r->call = call;
-    cf_call_hold(call);
-    r->done = done;
-    r->arg = arg;
     r->phase = PH_LOOKUP;
-    r->tenant = cf_xstrdup(tenant_of(call));
+    r->tenant = cf_xstrdup(tenant);
     r->template_name = cf_xstrdup(template_name);
-    r->key = cf_xstrdup(key);
-    r->instance_id = cf_call_instance_id(call);
-    r->attempt = cf_call_attempt(call);
+    return r;
+}
 
+/* The LOOKUP phase and the hand-over to the connector; ends in PH_CONNECTOR, or in PH_SUBMITTED
+ * with the failure that stopped it. */
+static void req_start(struct req *r, const uint8_t *csr, size_t csr_len,
+                      const struct cf_ca_override *override)
+{
+    struct cf_ca_svc *svc = r->svc;
     if (!csr_len) {
         fail_req(r, CF_CA_COMMON_ERROR, "no CSR: the request is empty");
     } else if (csr_len > CF_CSR_MAX_BYTES) {
@@ -747,15 +816,20 @@ static int svc_issue(struct cf_call *call, const char *template_name, const uint
     } else if (convert_override(r, override) == 0) {
         r->csr = cf_xmemdup(csr, csr_len);
         r->csr_len = csr_len;
-        r->st = tpl_get(svc, r->tenant, template_name, &r->tpl, r->msg, sizeof(r->msg));
+        r->st = tpl_get(svc, r->tenant, r->template_name, &r->tpl, r->msg, sizeof(r->msg));
     }
+    if (!r->st && r->embedded_only && r->tpl->conn->kind != &cf__ca_kind_embedded)
+        fail_req(r, CF_CA_COMMON_ERROR,
+                 "certificate template '%s' of tenant '%s' uses the %s connector; only templates "
+                 "of the embedded CA (connector \"embedded\") can issue here",
+                 r->template_name, r->tenant, r->tpl->conn->kind->name);
     if (!r->st && r->has_override) {
         char why[512];
         if (r->tpl->conn->kind->supports_override(r->tpl->settings, why, sizeof(why)) != 1)
-            fail_req(r, CF_CA_COMMON_ERROR, "certificate template '%s': %s", template_name, why);
+            fail_req(r, CF_CA_COMMON_ERROR, "certificate template '%s': %s", r->template_name, why);
     }
-    if (!r->st) {
-        int rc = cf_castore_cert_by_key(svc->store, key, &r->known);
+    if (!r->st && r->key) {
+        int rc = cf_castore_cert_by_key(svc->store, r->key, &r->known);
         if (rc && rc != CF_ENOENT)
             fail_req(r, CF_CA_CONNECTION_FAILED, "the certificates store cannot be read: %s (%s)",
                      cf_strerror(rc), cf_store_errmsg(svc->store));
@@ -769,7 +843,9 @@ static int svc_issue(struct cf_call *call, const char *template_name, const uint
             .csr = r->csr,
             .csr_len = r->csr_len,
             .overrides = r->has_override ? &r->ov : NULL,
-            .idempotency_key = r->key,
+            /* A host caller has no key; the embedded connector, the only one it may use, then
+             * finds nothing in its ledger and issues. */
+            .idempotency_key = r->key ? r->key : "",
             .known_der = r->known.der,
             .known_der_len = r->known.der_len,
             .attempt = r->attempt,
@@ -785,7 +861,136 @@ static int svc_issue(struct cf_call *call, const char *template_name, const uint
     }
     if (r->phase == PH_LOOKUP)
         submit(r);
+}
+
+static int svc_issue(struct cf_call *call, const char *template_name, const uint8_t *csr,
+                     size_t csr_len, const struct cf_ca_override *override, cf_ca_done_fn done,
+                     void *arg)
+{
+    if (!call || !template_name || !done || (!csr && csr_len))
+        return CF_EINVAL;
+    struct cf_ca_svc *svc = svc_of(call);
+    if (!svc || svc->detached)
+        return CF_ESTATE;
+    const char *key = call->host->idempotency_key(call);
+    if (!key || !*key)
+        return CF_EINVAL;
+
+    struct req *r = req_new(svc, tenant_of(call), template_name);
+    r->call = call;
+    cf_call_hold(call);
+    r->done = done;
+    r->arg = arg;
+    r->key = cf_xstrdup(key);
+    r->instance_id = cf_call_instance_id(call);
+    r->attempt = cf_call_attempt(call);
+    req_start(r, csr, csr_len, override);
     return 0;
+}
+
+int cf_ca_service_issue(struct cf_ca_svc *svc, const char *tenant, const char *template_name,
+                        const uint8_t *csr, size_t len, const char *source,
+                        cf_ca_issue_done_fn done, void *arg)
+{
+    if (!svc || !template_name || !done || (!csr && len))
+        return CF_EINVAL;
+    if (svc->detached)
+        return CF_ESTATE;
+    struct req *r = req_new(svc, tenant && *tenant ? tenant : CF_CA_DEFAULT_TENANT, template_name);
+    r->host_done = done;
+    r->arg = arg;
+    r->source = source ? cf_xstrdup(source) : NULL;
+    r->embedded_only = true;
+    r->attempt = 1;
+    req_start(r, csr, len, NULL);
+    return 0;
+}
+
+const char *cf_ca_service_ca_dir(const struct cf_ca_svc *svc)
+{
+    return svc ? svc->ca_dir : NULL;
+}
+
+/* One certificate of the CA directory (a public file of embedded.h's layout); NULL when it is
+ * not there or cannot be read. */
+static X509 *ca_file_cert(const char *dir, const char *name)
+{
+    char path[PATH_MAX];
+    int n = snprintf(path, sizeof(path), "%s/%s", dir, name);
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (n < 0 || (size_t)n >= sizeof(path) ||
+        cf_read_file(path, 1024 * 1024, &buf, &len, NULL, 0) != 0)
+        return NULL;
+    BIO *b = BIO_new_mem_buf(buf, (int)len);
+    X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+    BIO_free(b);
+    free(buf);
+    return x;
+}
+
+/* True when `ca` issued `x`: names and key identifiers fit, and the signature verifies. */
+static bool issued_by(X509 *ca, X509 *x)
+{
+    EVP_PKEY *k = ca ? X509_get0_pubkey(ca) : NULL;
+    return k && X509_check_issued(ca, x) == X509_V_OK && X509_verify(x, k) == 1;
+}
+
+int cf_ca_service_chain(const char *ca_dir, const uint8_t *der, size_t len, uint8_t **p7,
+                        size_t *p7_len, char **pem, char *err, size_t errlen)
+{
+    *p7 = NULL;
+    *p7_len = 0;
+    *pem = NULL;
+    if (!der || !len || len > (size_t)LONG_MAX) {
+        cf_errf(err, errlen, "no certificate");
+        return CF_EINVAL;
+    }
+    ERR_set_mark();
+    const unsigned char *p = der;
+    X509 *leaf = d2i_X509(NULL, &p, (long)len);
+    X509 *issuing = leaf && ca_dir ? ca_file_cert(ca_dir, "issuing.pem") : NULL;
+    X509 *root = issuing ? ca_file_cert(ca_dir, "root.pem") : NULL;
+    const uint8_t *ders[3] = {der};
+    size_t lens[3] = {len};
+    unsigned char *cas[2] = {NULL, NULL};
+    size_t n = 1;
+    if (issued_by(issuing, leaf)) {
+        int k = i2d_X509(issuing, &cas[0]);
+        if (k > 0) {
+            ders[n] = cas[0];
+            lens[n++] = (size_t)k;
+            k = issued_by(root, issuing) ? i2d_X509(root, &cas[1]) : 0;
+            if (k > 0) {
+                ders[n] = cas[1];
+                lens[n++] = (size_t)k;
+            }
+        }
+    }
+    int rc = 0;
+    if (!leaf) {
+        cf_errf(err, errlen, "the stored certificate is not a DER X.509 certificate");
+        rc = CF_EPARSE;
+    }
+    if (!rc)
+        rc = cf_pkcs7_certs_only(ders, lens, n, p7, p7_len, err, errlen);
+    if (!rc) {
+        struct cf_buf b;
+        cf_buf_init(&b);
+        for (size_t i = 0; i < n; i++) {
+            char *one = cf_cert_pem(ders[i], lens[i]);
+            cf_buf_puts(&b, one ? one : "");
+            free(one);
+        }
+        *pem = cf_buf_steal(&b);
+    }
+    OPENSSL_free(cas[0]);
+    OPENSSL_free(cas[1]);
+    X509_free(root);
+    X509_free(issuing);
+    X509_free(leaf);
+    ERR_pop_to_mark();
+    return rc;
 }
 
 static int svc_supports_override(struct cf_call *call, const char *template_name, char *why,

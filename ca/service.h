@@ -30,6 +30,7 @@
 #define CF_CA_SERVICE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <openssl/x509.h>
 
@@ -46,6 +47,50 @@ int cf_ca_service_attach(struct cf_engine *e, const char *ca_dir, struct cf_ca_s
                          size_t errlen);
 /* See "Lifetime" above. NULL is a no-op. */
 void cf_ca_service_detach(struct cf_ca_svc *svc);
+
+/*
+ * Issuing for a caller inside certflow that is not a plug-in (the CM REST subset of certflowd,
+ * engine/api/cmrest.c). The same path as a task's request, without an idempotency key: the
+ * template `template_name` of `tenant` (NULL or "": CF_CA_DEFAULT_TENANT) is resolved, and must
+ * use the "embedded" connector (any other is refused with CF_CA_COMMON_ERROR and a message that
+ * says so: relaying to another CA is not what this is for); the CSR (PEM or DER) is issued off the
+ * loop; the certificate is stored through the engine's batch transaction with `source` (NULL: the
+ * connector's name) and no idempotency key; and `done` runs after that commit.
+ *
+ * Returns 0 and later calls `done` exactly once on the loop thread, also for every failure found
+ * on the way (its class and message in the result); or returns CF_EINVAL (bad arguments) or
+ * CF_ESTATE (the service is detached) and never calls it. The result and its buffers are valid
+ * during `done` only. A request under way when the service is detached ends with
+ * CF_CA_CONNECTION_FAILED.
+ */
+struct cf_ca_issue_result {
+    enum cf_ca_status status; /* CF_CA_OK, or the class of the failure (ca/ca.h) */
+    const char *message;      /* for failures: what went wrong, for people; NULL when OK */
+    int64_t cert_id;          /* the stored certificate core object */
+    const uint8_t *der;       /* the certificate */
+    size_t der_len;
+    const uint8_t
+        *chain_p7; /* DER PKCS#7 certs-only: the certificate, then its CAs up to the root */
+    size_t chain_p7_len;
+    const char *pem_chain; /* PEM: the certificate, then its CAs up to the root */
+};
+typedef void (*cf_ca_issue_done_fn)(void *arg, const struct cf_ca_issue_result *res);
+int cf_ca_service_issue(struct cf_ca_svc *svc, const char *tenant, const char *template_name,
+                        const uint8_t *csr, size_t len, const char *source,
+                        cf_ca_issue_done_fn done, void *arg);
+
+/*
+ * The chain of a stored certificate as the embedded CA in `ca_dir` would hand it out: a DER
+ * PKCS#7 certs-only bundle and PEM text, each with the certificate first, then the issuing CA and
+ * the root when the embedded CA's issuing certificate (embedded.h's issuing.pem) is the one that
+ * issued it, else the certificate alone (pushed certificates, or ones of a CA that was replaced).
+ * Reads the CA's public certificate files, so it blocks: call it off the loop thread. 0, or a
+ * CF_E* code with a message in `err`; the caller frees *p7 and *pem.
+ */
+int cf_ca_service_chain(const char *ca_dir, const uint8_t *der, size_t len, uint8_t **p7,
+                        size_t *p7_len, char **pem, char *err, size_t errlen);
+/* The embedded CA's directory given at attach. */
+const char *cf_ca_service_ca_dir(const struct cf_ca_svc *svc);
 
 /* The passphrase source of the embedded CA as certflow's programs use it: the systemd credential
  * CF_CA_CREDENTIAL_NAME when $CREDENTIALS_DIRECTORY holds it (its path goes into `buf`), else

@@ -564,6 +564,31 @@ static char *serial_text(const ASN1_INTEGER *serial)
     return out;
 }
 
+char *cf_cert_key_id_hex(const X509 *x, bool authority)
+{
+    /* The getters cache the decoded extensions in the X509 (thread-safely in OpenSSL 3), which
+     * is why they take a non-const pointer; nothing the caller sees changes. */
+    X509 *m = (X509 *)x;
+    ERR_set_mark();
+    const ASN1_OCTET_STRING *id =
+        authority ? X509_get0_authority_key_id(m) : X509_get0_subject_key_id(m);
+    ERR_pop_to_mark();
+    if (!id)
+        return NULL;
+    static const char hex[] = "0123456789ABCDEF";
+    const unsigned char *p = ASN1_STRING_get0_data(id);
+    int n = ASN1_STRING_length(id);
+    if (!p || n <= 0)
+        return NULL;
+    char *out = cf_xmalloc((size_t)n * 2 + 1);
+    for (int i = 0; i < n; i++) {
+        out[i * 2] = hex[p[i] >> 4];
+        out[i * 2 + 1] = hex[p[i] & 15];
+    }
+    out[(size_t)n * 2] = '\0';
+    return out;
+}
+
 int cf_cert_info_from_x509(const X509 *x, const uint8_t *der, size_t len, struct cf_cert_info *out,
                            char *err, size_t errlen)
 {
@@ -588,6 +613,7 @@ int cf_cert_info_from_x509(const X509 *x, const uint8_t *der, size_t len, struct
         return rc;
     }
     cf_sha256_hex(der, len, out->sha256);
+    out->ski = cf_cert_key_id_hex(x, false);
     return 0;
 }
 
@@ -626,6 +652,7 @@ void cf_cert_info_clear(struct cf_cert_info *info)
     free(info->serial);
     free(info->issuer);
     free(info->subject);
+    free(info->ski);
     memset(info, 0, sizeof(*info));
 }
 

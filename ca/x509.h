@@ -26,6 +26,7 @@
 #ifndef CF_CA_X509_H
 #define CF_CA_X509_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -104,6 +105,9 @@ struct cf_cert_info {
     uint64_t not_before_ms; /* milliseconds since the epoch; a time before 1970 reads as 0 */
     uint64_t not_after_ms;
     char sha256[65]; /* of the DER, lower-case hex */
+    char *ski;       /* the subjectKeyIdentifier extension's key identifier as upper-case hex
+                        without separators, as cf_cert_key_id_hex() writes it; NULL when the
+                        certificate has none */
 };
 
 /* Fills `out` from exactly one DER certificate (bytes after it are CF_EPARSE). On failure `out`
@@ -115,6 +119,12 @@ int cf_cert_info_from_x509(const X509 *x, const uint8_t *der, size_t len, struct
                            char *err, size_t errlen);
 /* Frees the strings and zeroes `info`; NULL is a no-op. */
 void cf_cert_info_clear(struct cf_cert_info *info);
+
+/* The key identifier of a certificate's subjectKeyIdentifier extension (`authority` false) or
+ * of its authorityKeyIdentifier extension (`authority` true) as upper-case hex without
+ * separators ("9A0B..."), the form the certificates store keeps and searches; NULL when the
+ * certificate has no such extension, or it cannot be read. The caller frees the text. */
+char *cf_cert_key_id_hex(const X509 *x, bool authority);
 
 /* "-----BEGIN CERTIFICATE-----\n" + Base64 in 64-column lines + "-----END CERTIFICATE-----\n".
  * The DER is not parsed; the caller frees the text. */

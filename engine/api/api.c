@@ -1,7 +1,8 @@
 /*
  * The router of certflowd (see api.h): matches a request against the registered route tables,
  * authenticates it, loads the caller's tenants, checks the admin flag, and hands it to the route.
- * The routes themselves live in push.c, engine_rest.c, v1.c and health.c.
+ * The routes themselves live in push.c, engine_rest.c, v1.c, health.c and cmrest.c (which
+ * authenticates itself, through cf__api_cert_user(), to answer in Certificate Manager's format).
  *
  * Matching works on the raw request target split at '/', and each segment is percent-decoded on
  * its own, so that "%2F" inside a {capture} stays part of that capture instead of making a new
@@ -95,6 +96,7 @@ struct cf_api {
     size_t n_routes;
     struct cf_http_server *server;
     struct cf__push *push;
+    struct cf__cmrest *cmrest;
 
     int failure_limit;
     uint64_t failure_window_ms;
@@ -292,6 +294,18 @@ void cf_api_respond(struct cf_api_request *r, int status, const char *content_ty
     request_free(r);
 }
 
+void cf__api_respond_headers(struct cf_api_request *r, int status, const char *content_type,
+                             const char *const *headers, const void *body, size_t len)
+{
+    cf_http_respond(r->http, status, content_type, headers, body, len);
+    request_free(r);
+}
+
+void cf__api_request_drop(struct cf_api_request *r)
+{
+    request_free(r);
+}
+
 static void respond_error_headers(struct cf_api_request *r, int status, const char *type,
                                   const char *const *headers, const char *message)
 {
@@ -391,6 +405,7 @@ static void api_destroy(struct cf_api *api)
     sodium_memzero(api->cache, sizeof api->cache);
     sodium_memzero(api->cache_key, sizeof api->cache_key);
     cf__push_free(api->push);
+    cf__cmrest_free(api->cmrest);
     free(api->data_dir);
     free(api);
 }
@@ -461,9 +476,14 @@ const struct cf__push *cf__api_push_cslot(const struct cf_api *api)
     return api->push;
 }
 
+struct cf__cmrest **cf__api_cmrest_slot(struct cf_api *api)
+{
+    return &api->cmrest;
+}
+
 bool cf_api_busy(const struct cf_api *api)
 {
-    return api->pending_auth > 0 || cf__push_busy(api->push);
+    return api->pending_auth > 0 || cf__push_busy(api->push) || cf__cmrest_busy(api->cmrest);
 }
 
 /* ---- matching ------------------------------------------------------------------------------- */
@@ -908,20 +928,21 @@ static void auth_basic(struct cf_api *api, struct cf_api_request *r,
 
 /* ---- client certificates -------------------------------------------------------------------- */
 
-static void auth_cert(struct cf_api *api, struct cf_api_request *r, const struct route_entry *route)
+int cf__api_cert_user(struct cf_api_request *r, char *msg, size_t msglen)
 {
+    struct cf_api *api = r->api;
     X509 *cert = r->http->peer_cert;
     if (!cert) {
-        cf_api_error(r, 403, NULL, "a client certificate is required on this port");
-        return;
+        cf_errf(msg, msglen, "a client certificate is required on this port");
+        return CF_EPERM;
     }
     char *issuer = cf_api_dn_text(X509_get_issuer_name(cert));
     char *subject = cf_api_dn_text(X509_get_subject_name(cert));
     if (!issuer || !subject) {
         free(issuer);
         free(subject);
-        cf_api_error(r, 403, NULL, "the client certificate's names cannot be read");
-        return;
+        cf_errf(msg, msglen, "the client certificate's names cannot be read");
+        return CF_EPERM;
     }
     struct cf_user_row u;
     int rc = cf_admin_user_find_cert(api->store, issuer, subject, &u);
@@ -932,16 +953,26 @@ static void auth_cert(struct cf_api *api, struct cf_api_request *r, const struct
                subject, issuer, r->http->peer_addr);
         free(issuer);
         free(subject);
-        cf_api_error(r, 403, NULL, "the client certificate is not mapped to a user");
-        return;
+        cf_errf(msg, msglen, "the client certificate is not mapped to a user");
+        return CF_EPERM;
     }
     free(issuer);
     free(subject);
     if (!rc)
         rc = load_principal(api, &u, &r->who);
     cf_user_row_free(&u);
+    if (rc)
+        cf_errf(msg, msglen, "the user store is not available: %s", cf_strerror(rc));
+    return rc;
+}
+
+static void auth_cert(struct cf_api *api, struct cf_api_request *r, const struct route_entry *route)
+{
+    (void)api;
+    char msg[256];
+    int rc = cf__api_cert_user(r, msg, sizeof msg);
     if (rc) {
-        cf_api_error(r, 503, NULL, "the user store is not available: %s", cf_strerror(rc));
+        cf_api_error(r, rc == CF_EPERM ? 403 : 503, NULL, "%s", msg);
         return;
     }
     dispatch(r, route);

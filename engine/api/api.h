@@ -2,7 +2,8 @@
  * certflowd's HTTP surfaces: a router over the HTTP server (net/http.h) that authenticates every
  * request, then hands it to a route. Route modules (push.c for /ws/certificate/register,
  * engine_rest.c for the Camunda 7 subset under /engine-rest, v1.c for /api/v1, health.c for
- * /health and /metrics) register a table of routes at start-up.
+ * /health and /metrics, cmrest.c for Certificate Manager's REST subset under /pgwy/api) register
+ * a table of routes at start-up.
  *
  * Authentication. On the TLS_CLIENT listener the verified client certificate is mapped to a user
  * by (issuer DN, subject DN) in RFC 2253 form; an unmapped certificate gets 403. On the other
@@ -106,6 +107,11 @@ void cf_api_push_routes(struct cf_api *api);
 void cf_api_engine_rest_routes(struct cf_api *api);
 void cf_api_v1_routes(struct cf_api *api);
 void cf_api_health_routes(struct cf_api *api);
+/* Certificate Manager's REST subset under /pgwy/api (docs/cm-rest.md), issuing through `ca` (the
+ * daemon's "ca" service; NULL: issuing answers -1). Detach `ca` before cf_api_free(): requests
+ * still under way then get their answer (-1) from the detach. */
+struct cf_ca_svc;
+void cf_api_cmrest_routes(struct cf_api *api, struct cf_ca_svc *ca);
 
 /* Counters of the push endpoint, for /metrics. */
 struct cf_push_stats {

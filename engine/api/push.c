@@ -46,6 +46,7 @@
 #include <sodium.h>
 
 #include "api/router_internal.h"
+#include "ca/x509.h"
 #include "store/admin.h"
 
 #define PUSH_BODY_LIMIT (64 * 1024)
@@ -728,6 +729,7 @@ static void push_route(struct cf_api_request *r)
     int tb = asn1_time_ms(X509_get0_notBefore(x), &t->cert.not_before);
     int ta = asn1_time_ms(X509_get0_notAfter(x), &t->cert.not_after);
     cf_sha256_hex(der, der_len, t->cert.sha256);
+    t->cert.ski = cf_cert_key_id_hex(x, false);
     t->cert.der = der;
     t->cert.der_len = der_len;
     X509_free(x);

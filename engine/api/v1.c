@@ -9,7 +9,11 @@
  * share a tenant with them. Admin-only routes carry CF_ROUTE_ADMIN; the router enforces it.
  *
  * Never in an answer: password hashes (only whether a user has a password), secret parameter
- * values, and template settings whose names mark them as secrets (see redact_settings).
+ * values, and template settings that are secrets: those the connector kind names in its
+ * secret_fields (ca/connector.h) and those whose names mark them as secrets (see
+ * redact_settings). Template writes are checked with cf_ca_template_check() before they are
+ * stored, and a secret given back as "***" (what a GET shows) keeps the stored value, so that a
+ * template read, edited and written back does not lose its secrets.
  *
  * What it leaves to others: rows come from store/admin.h and store.h; changes to users run
  * inside the engine's batch transaction (cf_engine_submit) so that a user and its memberships
@@ -29,6 +33,7 @@
 #include "api/router_internal.h"
 #include "base/iso8601.h"
 #include "bpmn/model.h"
+#include "ca/connector.h"
 #include "plugin/registry.h"
 #include "store/admin.h"
 #include "store/query.h"
@@ -417,6 +422,8 @@ static void h_param_put(struct cf_api_request *r)
         fail(r, rc, "storing the parameter");
         goto out;
     }
+    /* Deployed versions of the process use the new value from their next call. */
+    cf_engine_params_changed(cf_api_engine(r->api), tenant, key);
     bool secret = d && (d->flags & CF_PARAM_SECRET);
     cf_log(CF_LOG_INFO, "api/v1: user=%s set parameter tenant=%s process=%s activity=%s name=%s",
            r->who.name, tenant, key, activity, name);
@@ -445,8 +452,10 @@ static void h_param_delete(struct cf_api_request *r)
                      r->captures[1], r->captures[2]);
     else if (rc)
         fail(r, rc, "deleting the parameter");
-    else
+    else {
+        cf_engine_params_changed(cf_api_engine(r->api), tenant, r->captures[0]);
         cf_api_no_content(r);
+    }
 }
 
 /* ---- templates ----------------------------------------------------------------------------- */
@@ -496,6 +505,29 @@ static void redact_settings(json_t *j, int depth)
     }
 }
 
+/* True when `name` is a secret of the connector kind `connector` (ca/connector.h). */
+static bool kind_secret(const char *connector, const char *name)
+{
+    const struct cf_ca_connector_kind *k = cf_ca_connector_kind(connector);
+    for (size_t i = 0; k && k->secret_fields && k->secret_fields[i]; i++)
+        if (strcmp(k->secret_fields[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* Masks the kind's secret settings, then every member whose name says it is a secret. */
+static void mask_settings(json_t *settings, const char *connector)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(settings, k, v)
+    {
+        if (kind_secret(connector, k) && !json_is_null(v))
+            json_object_set_new(settings, k, json_string(SECRET_MASK));
+    }
+    redact_settings(settings, 0);
+}
+
 static json_t *parse_stored(const char *text)
 {
     json_t *j = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
@@ -505,7 +537,7 @@ static json_t *parse_stored(const char *text)
 static json_t *template_json(const struct cf_template_row *t)
 {
     json_t *settings = parse_stored(t->settings);
-    redact_settings(settings, 0);
+    mask_settings(settings, t->connector);
     json_t *o = json_object();
     set(o, "id", jid(t->id));
     set(o, "tenantId", jstr(t->tenant_id));
@@ -603,6 +635,61 @@ static void template_fields_free(struct template_fields *f)
     free(f->procedure);
 }
 
+/* A secret setting given back as "***" keeps its value in `old` (the stored settings text): the
+ * client read the template, which shows secrets masked, and wrote it back. */
+static void keep_masked(struct template_fields *f, const char *connector, const char *old)
+{
+    if (!f->settings || !old)
+        return;
+    json_t *s = json_loads(f->settings, 0, NULL);
+    json_t *o = json_loads(old, 0, NULL);
+    bool changed = false;
+    const char *k;
+    json_t *v;
+    json_object_foreach(s, k, v)
+    {
+        json_t *was = json_object_get(o, k);
+        if (json_is_string(v) && strcmp(json_string_value(v), SECRET_MASK) == 0 && was &&
+            (kind_secret(connector, k) || secret_name(k))) {
+            json_object_set(s, k, was);
+            changed = true;
+        }
+    }
+    if (changed) {
+        free(f->settings);
+        f->settings = json_dumps(s, JSON_COMPACT | JSON_SORT_KEYS);
+    }
+    json_decref(s);
+    json_decref(o);
+}
+
+/* Checks the template a write would leave: its connector, settings and procedure (the given ones,
+ * else `old`'s, else the defaults) with cf_ca_template_check(). Answers 400 with the field at
+ * fault and returns -1 when they do not fit together. */
+static int template_check(struct cf_api_request *r, const struct template_fields *f,
+                          const struct cf_template_row *old)
+{
+    const char *connector = f->connector ? f->connector : old ? old->connector : "embedded";
+    const char *st = f->settings ? f->settings : old ? old->settings : "{}";
+    const char *pt = f->procedure ? f->procedure : old ? old->procedure : "{}";
+    json_t *settings = json_loads(st, 0, NULL);
+    json_t *procedure = json_loads(pt, 0, NULL);
+    char err[512] = "";
+    int rc = CF_EINVAL;
+    if (!json_is_object(settings) || !json_is_object(procedure))
+        cf_errf(err, sizeof err,
+                "the stored settings or procedure are not JSON objects; give both");
+    else
+        rc = cf_ca_template_check(connector, settings, procedure, NULL, err, sizeof err);
+    json_decref(settings);
+    json_decref(procedure);
+    if (rc) {
+        cf_api_error(r, 400, NULL, "the template is not valid: %s", err);
+        return -1;
+    }
+    return 0;
+}
+
 static void template_answer(struct cf_api_request *r, const char *tenant, const char *name,
                             int status)
 {
@@ -636,7 +723,7 @@ static void h_template_create(struct cf_api_request *r)
                      MAX_NAME);
         goto out;
     }
-    if (template_fields(r, body, &f))
+    if (template_fields(r, body, &f) || template_check(r, &f, NULL))
         goto out;
     int64_t id;
     int rc = cf_admin_template_create(cf_api_store(r->api), tenant, name, f.connector, f.settings,
@@ -664,8 +751,23 @@ static void h_template_put(struct cf_api_request *r)
     const char *tenant = request_tenant(r, NULL, tbuf, sizeof tbuf);
     if (!tenant || template_fields(r, body, &f))
         goto out;
-    int rc = cf_admin_template_update(cf_api_store(r->api), tenant, r->captures[0], f.connector,
-                                      f.settings, f.procedure, cf_now_ms());
+    struct cf_template_row old;
+    int rc = cf_admin_template_get(cf_api_store(r->api), tenant, r->captures[0], &old);
+    if (rc == CF_ENOENT) {
+        cf_api_error(r, 404, NULL, "no template '%.64s' in tenant '%.64s'", r->captures[0], tenant);
+        goto out;
+    }
+    if (rc) {
+        fail(r, rc, "reading the template");
+        goto out;
+    }
+    keep_masked(&f, f.connector ? f.connector : old.connector, old.settings);
+    rc = template_check(r, &f, &old) ? -1 : 0;
+    cf_template_row_free(&old);
+    if (rc)
+        goto out;
+    rc = cf_admin_template_update(cf_api_store(r->api), tenant, r->captures[0], f.connector,
+                                  f.settings, f.procedure, cf_now_ms());
     if (rc == CF_ENOENT)
         cf_api_error(r, 404, NULL, "no template '%.64s' in tenant '%.64s'", r->captures[0], tenant);
     else if (rc)

@@ -327,6 +327,7 @@ static int run(struct daemon *d)
     cf_api_engine_rest_routes(d->api);
     cf_api_v1_routes(d->api);
     cf_api_health_routes(d->api);
+    cf_api_cmrest_routes(d->api, d->ca);
 
     const char *cert = have_pki ? pki.server_cert : c->tls_cert;
     const char *key = have_pki ? pki.server_key : c->tls_key;

@@ -515,9 +515,13 @@ int cf_admin_template_delete(struct cf_store *s, const char *tenant_id, const ch
 
 /* ---- certificates --------------------------------------------------------------------------- */
 
+/* The columns read_cert() reads, in its order; the DER, when wanted, follows them (castore.c
+ * keeps the same list for its queries). */
 #define CERT_COLS                                                                                  \
     "c.id, c.tenant_id, c.template_id, t.name, c.serial, c.issuer, c.subject, c.not_before, "      \
-    "c.not_after, c.sha256, c.status, c.source, c.instance_id, c.created_at"
+    "c.not_after, c.sha256, c.status, c.source, c.instance_id, c.created_at, c.ski, "              \
+    "c.revocation_reason, c.revoked_at"
+#define CERT_DER_COL 17
 #define CERT_FROM " FROM certificate c JOIN certificate_template t ON t.id = c.template_id "
 
 /* The filter of cf_cert_filter, shared by list and count: ?1 is the tenant list, ?2..?9 the
@@ -532,8 +536,8 @@ int cf_admin_template_delete(struct cf_store *s, const char *tenant_id, const ch
 
 static const char SQL_CERT_INSERT[] =
     "INSERT INTO certificate(tenant_id, template_id, serial, issuer, subject, not_before, "
-    "not_after, sha256, der, status, source, instance_id, created_at) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+    "not_after, sha256, der, status, source, instance_id, created_at, ski) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
 static const char SQL_CERT_SET_INSTANCE[] = "UPDATE certificate SET instance_id = ?2 WHERE id = ?1";
 static const char SQL_CERT_SET_STATUS[] = "UPDATE certificate SET status = ?3 WHERE id = ?2 "
                                           "AND tenant_id IN (SELECT value FROM json_each(?1))";
@@ -551,6 +555,7 @@ void cf_cert_row_free(struct cf_cert_row *r)
 {
     if (!r)
         return;
+    free(r->ski);
     free(r->tenant_id);
     free(r->template_name);
     free(r->serial);
@@ -580,9 +585,12 @@ static void read_cert(sqlite3_stmt *p, struct cf_cert_row *out, bool with_der)
     out->source = cf__store_col_text(p, 11);
     out->instance_id = sqlite3_column_int64(p, 12);
     out->created_at = (uint64_t)sqlite3_column_int64(p, 13);
+    out->ski = cf__store_col_text(p, 14);
+    out->revocation_reason = sqlite3_column_int(p, 15);
+    out->revoked_at = (uint64_t)sqlite3_column_int64(p, 16);
     if (with_der) {
-        int n = sqlite3_column_bytes(p, 14);
-        const void *b = sqlite3_column_blob(p, 14);
+        int n = sqlite3_column_bytes(p, CERT_DER_COL);
+        const void *b = sqlite3_column_blob(p, CERT_DER_COL);
         out->der = cf_xmemdup(b ? b : "", (size_t)n);
         out->der_len = (size_t)n;
     }
@@ -604,6 +612,7 @@ int cf_admin_cert_insert(struct cf_store *s, struct cf_cert_row *r, uint64_t now
     cf__store_bind_text(p, 11, r->source ? r->source : "push");
     cf__store_bind_id(p, 12, r->instance_id);
     sqlite3_bind_int64(p, 13, (sqlite3_int64)now);
+    cf__store_bind_text(p, 14, r->ski);
     int rc = cf__store_run(s, p);
     /* SQLITE_STATIC: the blob must not stay bound to a cached statement past this call. */
     sqlite3_clear_bindings(p);

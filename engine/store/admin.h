@@ -154,6 +154,11 @@ struct cf_cert_row {
     char *source;        /* "push", ...; NULL on insert means "push" */
     int64_t instance_id; /* the process started for it, or 0 */
     uint64_t created_at;
+    char *ski; /* the subjectKeyIdentifier as upper-case hex (ca/x509.h cf_cert_key_id_hex()),
+                  or NULL when the certificate has none; every insert should give it */
+    /* Filled on reads, ignored by insert (a new certificate is not revoked): */
+    int revocation_reason; /* RFC 5280 CRLReason code when status is "revoked" */
+    uint64_t revoked_at;   /* ms since the epoch when status is "revoked", else 0 */
 };
 void cf_cert_row_free(struct cf_cert_row *r);
 /* Inserts r (id, template_name and created_at ignored); sets r->id. CF_EEXIST when the tenant

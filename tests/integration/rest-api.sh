@@ -369,6 +369,45 @@ api "$A" "$V1/users" >/dev/null
 check "users are listed without password hashes" "0" "$(grep -c 'argon2' "$W/last.json")"
 check "... and say whether they have a password" "true" "$(jqr '.[] | select(.name == "admin") | .hasPassword')"
 
+# Templates: writes are checked with cf_ca_template_check(), secret settings never come back.
+TSECRET="tpl-$(openssl rand -hex 12)"
+check "a template with settings its connector does not have answers 400" "400" \
+    "$(api "$A" -H "$JSON" -d '{"name":"bad1","connector":"embedded","settings":{"server":"x"}}' "$V1/templates")"
+check_re "... naming the field" 'settings\.server' "$(jqr .message)"
+check "a template with a bad procedure answers 400" "400" \
+    "$(api "$A" -H "$JSON" -d '{"name":"bad2","procedure":{"validity":"1Y"}}' "$V1/templates")"
+check_re "... naming the field" 'procedure\.validity' "$(jqr .message)"
+check "a cmp template without its server answers 400" "400" \
+    "$(api "$A" -H "$JSON" -d '{"name":"bad3","connector":"cmp","settings":{"reference":"r"}}' "$V1/templates")"
+check "none of them was stored" "404 404 404" \
+    "$(api "$A" "$V1/templates/bad1") $(api "$A" "$V1/templates/bad2") $(api "$A" "$V1/templates/bad3")"
+code=$(api "$A" -H "$JSON" -d "{\"name\":\"viacmp\",\"connector\":\"cmp\",\"settings\":{\"server\":\"127.0.0.1:1\",\"reference\":\"ref-1\",\"secret\":\"$TSECRET\"}}" "$V1/templates")
+check "a valid cmp template answers 201" "201" "$code"
+check "... and shows its secret masked" "***|ref-1" "$(jqr '"\(.settings.secret)|\(.settings.reference)"')"
+api "$A" "$V1/templates" >/dev/null
+check "the template list masks it" "***" "$(jqr '.[] | select(.name == "viacmp") | .settings.secret')"
+api "$A" "$V1/templates/viacmp" >/dev/null
+check "GET /templates/viacmp masks it" "***" "$(jqr .settings.secret)"
+code=$(api "$A" -X PUT -H "$JSON" -d '{"settings":{"server":"127.0.0.1:2","reference":"ref-2","secret":"***"}}' "$V1/templates/viacmp")
+check "writing the masked template back answers 200" "200|127.0.0.1:2|***" "$code|$(jqr '"\(.settings.server)|\(.settings.secret)"')"
+if command -v sqlite3 >/dev/null; then
+    check "... and keeps the stored secret" "$TSECRET|ref-2" \
+        "$(sqlite3 "$DB" "SELECT json_extract(settings, '\$.secret') || '|' || json_extract(settings, '\$.reference') FROM certificate_template WHERE name = 'viacmp'")"
+else
+    echo "skip ... and keeps the stored secret (sqlite3 is not installed)"
+fi
+check "an update that breaks the template answers 400" "400" \
+    "$(api "$A" -X PUT -H "$JSON" -d '{"connector":"embedded"}' "$V1/templates/viacmp")"
+api "$A" "$V1/templates/viacmp" >/dev/null
+check "... and changes nothing" "cmp" "$(jqr .connector)"
+"$CERTFLOW" templates show viacmp --db "$DB" >"$W/tpl-show.out" 2>&1
+check_re "certflow templates show masks the secret" '"secret":"\*\*\*"' "$(grep '^settings:' "$W/tpl-show.out")"
+if grep -rqF "$TSECRET" "$W"/resp.* "$W/tpl-show.out" "$OUT" "$LOG"; then
+    fail "the template secret appears in an answer, the CLI output or a log"
+else
+    ok "the template secret appears in no answer, CLI output or log"
+fi
+
 # ---- health and metrics -----------------------------------------------------------------------
 check "GET /health/live without credentials answers 200" "200" "$(curl -sS -o "$W/live.json" -w '%{http_code}' "http://127.0.0.1:$HTTP/health/live")"
 check "... UP" "UP" "$(jq -r .status "$W/live.json")"

@@ -480,9 +480,14 @@ static int t_list(const struct tpl_args *a, struct cf_store *s)
     return 0;
 }
 
-/* Settings fields that may hold secrets are shown as "***". */
-static bool secret_field(const char *name)
+/* Settings fields that hold secrets are shown as "***": those the connector kind names in its
+ * secret_fields (ca/connector.h), as /api/v1/templates does, and any whose name says so. */
+static bool secret_field(const char *connector, const char *name)
 {
+    const struct cf_ca_connector_kind *k = cf_ca_connector_kind(connector);
+    for (size_t i = 0; k && k->secret_fields && k->secret_fields[i]; i++)
+        if (strcmp(k->secret_fields[i], name) == 0)
+            return true;
     static const char *const words[] = {"secret", "password", "passphrase", "hmac"};
     for (size_t i = 0; i < CF_ARRAY_LEN(words); i++) {
         size_t wl = strlen(words[i]);
@@ -512,7 +517,7 @@ static int t_show(const struct tpl_args *a, struct cf_store *s)
         json_t *v;
         json_object_foreach(settings, k, v)
         {
-            if (secret_field(k))
+            if (secret_field(row.connector, k) && !json_is_null(v))
                 json_object_set_new(settings, k, json_string("***"));
         }
         char *text = json_dumps(settings, JSON_COMPACT | JSON_SORT_KEYS);
