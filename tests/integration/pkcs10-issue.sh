@@ -124,7 +124,7 @@ check "unknown template: CommonError naming template and tenant" \
     trace_has "$W/nosuch.trace" "certificate template 'nosuch' does not exist in tenant 'default'"
 
 # ---- the CA cannot be reached: cmp at 127.0.0.1:1 ----
-"$CERTFLOW" templates add unreachable --connector cmp --settings '{"server": "127.0.0.1:1", "path": "/pkix/"}' --db "$DB" >/dev/null 2>&1
+"$CERTFLOW" templates add unreachable --connector cmp --settings '{"server": "127.0.0.1:1", "path": "/pkix/", "reference": "order-1", "secret": "s3cr3t-unused"}' --db "$DB" >/dev/null 2>&1
 "$CERTFLOW" params set pkcs10-issue Task_issue certTemplate unreachable --db "$DB" >/dev/null
 # Three attempts one second apart instead of five minutes.
 sed 's#R3/PT5M#R3/PT1S#' "$PROCESS" >"$W/fast.bpmn"
@@ -216,7 +216,7 @@ check "templates add refuses cmp settings without the server, naming the field" 
     sh -c "test $rc = 1 && grep -q 'settings.server' '$W/t2.err'"
 "$CERTFLOW" templates add x --connector acme --db "$DB" >/dev/null 2>"$W/t3.err"
 check "templates add refuses an unknown connector" grep -q "connector: 'acme' is not one certflow has" "$W/t3.err"
-"$CERTFLOW" templates add secretive --connector cm-rest --settings '{"url": "https://127.0.0.1:1/pgwy/api", "keyPassword": "hunter2hunter2"}' --db "$DB" >/dev/null 2>&1
+"$CERTFLOW" templates add secretive --connector cm-rest --settings '{"url": "https://127.0.0.1:1/pgwy/api", "procedure": "p", "cert": "/nonexistent/officer.pem", "key": "/nonexistent/officer.key", "keyPassword": "hunter2hunter2"}' --db "$DB" >/dev/null 2>&1
 "$CERTFLOW" templates show secretive --db "$DB" >"$W/show.out" 2>&1
 check "templates show hides secrets in settings" sh -c "grep -q '\"keyPassword\":\"\\*\\*\\*\"' '$W/show.out' && ! grep -q hunter2 '$W/show.out'"
 "$CERTFLOW" templates remove default --db "$DB" >/dev/null 2>"$W/t4.err"
