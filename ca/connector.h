@@ -153,6 +153,23 @@ const char *cf_ca_connector_names(void);
 int cf_ca_template_check(const char *connector, const json_t *settings, const json_t *procedure,
                          bool *unavailable, char *err, size_t errlen);
 
+/*
+ * Secret settings at rest (store/seal.h): before a template is stored, its kind's secret_fields
+ * are sealed, bound to (tenant, template name, field), so the database never holds them in clear;
+ * the service opens them when it loads the template for its connector. A value that is already
+ * sealed is kept as it is (a template read back and written again).
+ *
+ * cf_ca_settings_seal: `settings` is the JSON text to store (NULL: nothing to do, *out = NULL);
+ * *out is the text to store instead (free()). cf_ca_settings_open: opens the sealed values of
+ * `settings` in place. Both: 0, or a CF_E* code with a message naming the field (never a value).
+ */
+struct cf_store;
+int cf_ca_settings_seal(struct cf_store *s, const char *tenant, const char *name,
+                        const char *connector, const char *settings, char **out, char *err,
+                        size_t errlen);
+int cf_ca_settings_open(struct cf_store *s, const char *tenant, const char *name,
+                        const char *connector, json_t *settings, char *err, size_t errlen);
+
 /* The kinds, defined next to their connectors (ca/conn_embedded.c, ca/conn_remote.c). */
 extern const struct cf_ca_connector_kind cf__ca_kind_embedded;
 extern const struct cf_ca_connector_kind cf__ca_kind_cmp;

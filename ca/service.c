@@ -240,6 +240,14 @@ static enum cf_ca_status tpl_build(struct cf_ca_svc *svc, const struct cf_templa
                  je.text);
         return CF_CA_COMMON_ERROR;
     }
+    /* Sealed secrets are opened for the connector; the parsed settings stay in the template
+     * cache while the template is in use (jansson does not wipe what it frees). */
+    if (cf_ca_settings_open(svc->store, row->tenant_id, row->name, row->connector, settings, err,
+                            sizeof(err)) != 0) {
+        json_decref(settings);
+        snprintf(msg, msglen, "certificate template '%s': %s", row->name, err);
+        return CF_CA_CONNECTION_FAILED;
+    }
     if (kind->check_settings(settings, err, sizeof(err)) != 0) {
         json_decref(settings);
         snprintf(msg, msglen, "certificate template '%s': %s", row->name, err);

@@ -690,6 +690,27 @@ static int template_check(struct cf_api_request *r, const struct template_fields
     return 0;
 }
 
+/* Seals the secret settings of a write before it is stored (ca/connector.h). Answers 500 and
+ * returns -1 when it cannot. */
+static int template_seal(struct cf_api_request *r, const char *tenant, const char *name,
+                         const char *connector, struct template_fields *f)
+{
+    char *sealed = NULL;
+    char err[512];
+    if (cf_ca_settings_seal(cf_api_store(r->api), tenant, name, connector, f->settings, &sealed,
+                            err, sizeof err) != 0) {
+        cf_log(CF_LOG_ERROR, "api/v1: template %s of tenant %s: %s", name, tenant, err);
+        cf_api_error(r, 500, NULL, "the template's secret settings cannot be stored: %s", err);
+        return -1;
+    }
+    if (sealed) {
+        sodium_memzero(f->settings, strlen(f->settings));
+        free(f->settings);
+        f->settings = sealed;
+    }
+    return 0;
+}
+
 static void template_answer(struct cf_api_request *r, const char *tenant, const char *name,
                             int status)
 {
@@ -723,7 +744,8 @@ static void h_template_create(struct cf_api_request *r)
                      MAX_NAME);
         goto out;
     }
-    if (template_fields(r, body, &f) || template_check(r, &f, NULL))
+    if (template_fields(r, body, &f) || template_check(r, &f, NULL) ||
+        template_seal(r, tenant, name, f.connector ? f.connector : "embedded", &f))
         goto out;
     int64_t id;
     int rc = cf_admin_template_create(cf_api_store(r->api), tenant, name, f.connector, f.settings,
@@ -762,7 +784,10 @@ static void h_template_put(struct cf_api_request *r)
         goto out;
     }
     keep_masked(&f, f.connector ? f.connector : old.connector, old.settings);
-    rc = template_check(r, &f, &old) ? -1 : 0;
+    rc = template_check(r, &f, &old) || template_seal(r, tenant, r->captures[0],
+                                                      f.connector ? f.connector : old.connector, &f)
+             ? -1
+             : 0;
     cf_template_row_free(&old);
     if (rc)
         goto out;

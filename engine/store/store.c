@@ -1417,18 +1417,17 @@ int cf_store_hist_list(struct cf_store *s, int64_t instance_id, cf_hist_row_fn f
 
 /* --- task parameters --- */
 
-/* The associated data that binds a sealed parameter value to its row (seal.h). */
-static size_t param_aad(const char *tenant_id, const char *process_key, const char *activity_id,
-                        const char *name, uint8_t *buf, size_t cap)
+/* The associated data that binds a sealed value to its row (seal.h): the parts with their NULs,
+ * so that they cannot shift into each other. */
+static size_t row_aad(const char *const *parts, size_t n_parts, uint8_t *buf, size_t cap)
 {
-    const char *parts[] = {"task_param", tenant_id ? tenant_id : "", process_key, activity_id,
-                           name};
     size_t n = 0;
-    for (size_t i = 0; i < CF_ARRAY_LEN(parts); i++) {
-        size_t len = strlen(parts[i]) + 1; /* with its NUL, so that the parts cannot shift */
+    for (size_t i = 0; i < n_parts; i++) {
+        const char *p = parts[i] ? parts[i] : "";
+        size_t len = strlen(p) + 1;
         if (n + len > cap)
             return cap + 1;
-        memcpy(buf + n, parts[i], len);
+        memcpy(buf + n, p, len);
         n += len;
     }
     return n;
@@ -1448,20 +1447,49 @@ static int store_key(struct cf_store *s, bool create)
     return 0;
 }
 
+int cf_store_seal_text(struct cf_store *s, const char *const *row, size_t n_row, const char *plain,
+                       char **sealed)
+{
+    *sealed = NULL;
+    uint8_t aad[4096];
+    size_t aad_len = row_aad(row, n_row, aad, sizeof(aad));
+    if (aad_len > sizeof(aad))
+        return CF_ELIMIT;
+    int rc = store_key(s, true);
+    if (rc)
+        return rc;
+    *sealed = cf_seal(s->key, plain, aad, aad_len);
+    return 0;
+}
+
+int cf_store_open_text(struct cf_store *s, const char *const *row, size_t n_row, const char *stored,
+                       char **plain)
+{
+    *plain = NULL;
+    if (!cf_seal_is_sealed(stored)) {
+        *plain = cf_xstrdup(stored);
+        return 0;
+    }
+    uint8_t aad[4096];
+    size_t aad_len = row_aad(row, n_row, aad, sizeof(aad));
+    if (aad_len > sizeof(aad))
+        return CF_ELIMIT;
+    int rc = store_key(s, false);
+    if (rc)
+        return rc;
+    return cf_seal_open(s->key, stored, aad, aad_len, plain);
+}
+
 int cf_store_param_set(struct cf_store *s, const char *tenant_id, const char *process_key,
                        const char *activity_id, const char *name, const char *value, bool secret,
                        uint64_t now)
 {
     char *sealed = NULL;
     if (secret) {
-        uint8_t aad[4096];
-        size_t aad_len = param_aad(tenant_id, process_key, activity_id, name, aad, sizeof(aad));
-        if (aad_len > sizeof(aad))
-            return CF_ELIMIT;
-        int rc = store_key(s, true);
+        const char *row[] = {"task_param", tenant_id, process_key, activity_id, name};
+        int rc = cf_store_seal_text(s, row, CF_ARRAY_LEN(row), value, &sealed);
         if (rc)
             return rc;
-        sealed = cf_seal(s->key, value, aad, aad_len);
     }
     sqlite3_stmt *p = st(s, ST_PARAM_SET);
     bind_text(p, 1, tenant_id ? tenant_id : "");
@@ -1479,19 +1507,8 @@ int cf_store_param_reveal(struct cf_store *s, const char *tenant_id, const char 
                           const char *activity_id, const char *name, const char *stored,
                           char **plain)
 {
-    *plain = NULL;
-    if (!cf_seal_is_sealed(stored)) {
-        *plain = cf_xstrdup(stored);
-        return 0;
-    }
-    uint8_t aad[4096];
-    size_t aad_len = param_aad(tenant_id, process_key, activity_id, name, aad, sizeof(aad));
-    if (aad_len > sizeof(aad))
-        return CF_ELIMIT;
-    int rc = store_key(s, false);
-    if (rc)
-        return rc;
-    return cf_seal_open(s->key, stored, aad, aad_len, plain);
+    const char *row[] = {"task_param", tenant_id, process_key, activity_id, name};
+    return cf_store_open_text(s, row, CF_ARRAY_LEN(row), stored, plain);
 }
 
 int cf_store_param_delete(struct cf_store *s, const char *tenant_id, const char *process_key,

@@ -243,6 +243,15 @@ int cf_store_hist_set_execution(struct cf_store *s, int64_t id, int64_t executio
 typedef int (*cf_hist_row_fn)(void *arg, const struct cf_hist_row *r);
 int cf_store_hist_list(struct cf_store *s, int64_t instance_id, cf_hist_row_fn fn, void *arg);
 
+/* Secrets at rest for any table (store/seal.h): seals `plain` bound to the row named by `row`
+ * (n_row text parts, e.g. table, tenant, name, field), creating the secrets key when there is
+ * none; and opens a stored value for that row (a copy when it is clear text). Free *sealed with
+ * free() and *plain with cf_seal_free_plain(). Errors as cf_store_param_reveal(). */
+int cf_store_seal_text(struct cf_store *s, const char *const *row, size_t n_row, const char *plain,
+                       char **sealed);
+int cf_store_open_text(struct cf_store *s, const char *const *row, size_t n_row, const char *stored,
+                       char **plain);
+
 /* Admin configuration of task parameters. A `secret` value (CF_PARAM_SECRET in the task's
  * schema) is stored sealed (store/seal.h); cf_store_param_list() hands values as stored, and
  * cf_store_param_reveal() opens one for the call that uses it. */

@@ -114,6 +114,7 @@ start_mock -srv_ref order-1234 -srv_secret "pass:$SECRET" -rsp_extracerts root.c
 check "templates add takes a PBM cmp template" grep -q viacmp <("$CERTFLOW" templates list --db "$DB")
 "$CERTFLOW" templates show viacmp --db "$DB" >show.out 2>&1
 check "templates show hides the shared secret" sh -c "grep -q '\"secret\":\"\\*\\*\\*\"' show.out && ! grep -q '$SECRET' show.out"
+check "the shared secret is stored sealed" sh -c "sqlite3 '$DB' \"SELECT json_extract(settings, '\\\$.secret') FROM certificate_template WHERE name = 'viacmp'\" | grep -q '^cfsealed:1:' && ! grep -qaF '$SECRET' '$DB' '$DB-wal'"
 "$CERTFLOW" run viacmp.bpmn --db "$DB" --var "csr=$(cat new.csr)" >ok.trace 2>ok.err
 rc=$?
 check "PBM p10cr: certflow run exits 0" test "$rc" = 0

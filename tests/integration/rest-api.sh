@@ -388,13 +388,24 @@ api "$A" "$V1/templates" >/dev/null
 check "the template list masks it" "***" "$(jqr '.[] | select(.name == "viacmp") | .settings.secret')"
 api "$A" "$V1/templates/viacmp" >/dev/null
 check "GET /templates/viacmp masks it" "***" "$(jqr .settings.secret)"
+stored_secret() {
+    sqlite3 "$DB" "SELECT json_extract(settings, '\$.secret') || '|' || json_extract(settings, '\$.reference') FROM certificate_template WHERE name = 'viacmp'"
+}
+if command -v sqlite3 >/dev/null; then
+    sealed_before=$(stored_secret)
+    check_re "the secret is stored sealed, not in clear" '^cfsealed:1:[A-Za-z0-9+/=]{40,}\|ref-1$' "$sealed_before"
+    if grep -qaF "$TSECRET" "$DB" "$DB-wal" 2>/dev/null; then
+        fail "the template secret is in the database file in clear"
+    else
+        ok "no byte of the database holds the template secret in clear"
+    fi
+fi
 code=$(api "$A" -X PUT -H "$JSON" -d '{"settings":{"server":"127.0.0.1:2","reference":"ref-2","secret":"***"}}' "$V1/templates/viacmp")
 check "writing the masked template back answers 200" "200|127.0.0.1:2|***" "$code|$(jqr '"\(.settings.server)|\(.settings.secret)"')"
 if command -v sqlite3 >/dev/null; then
-    check "... and keeps the stored secret" "$TSECRET|ref-2" \
-        "$(sqlite3 "$DB" "SELECT json_extract(settings, '\$.secret') || '|' || json_extract(settings, '\$.reference') FROM certificate_template WHERE name = 'viacmp'")"
+    check "... and keeps the stored (sealed) secret" "${sealed_before%|ref-1}|ref-2" "$(stored_secret)"
 else
-    echo "skip ... and keeps the stored secret (sqlite3 is not installed)"
+    echo "skip the stored-secret checks (sqlite3 is not installed)"
 fi
 check "an update that breaks the template answers 400" "400" \
     "$(api "$A" -X PUT -H "$JSON" -d '{"connector":"embedded"}' "$V1/templates/viacmp")"

@@ -359,13 +359,30 @@ static int open_store(const char *db, bool read_only, struct cf_store **s)
     return 0;
 }
 
+/* Replaces *settings with its text to store, secrets sealed (ca/connector.h). */
+static int seal_settings(struct cf_store *s, const struct tpl_args *a, const char *connector,
+                         char **settings)
+{
+    char *sealed = NULL;
+    char err[512];
+    if (cf_ca_settings_seal(s, a->tenant, a->name, connector, *settings, &sealed, err,
+                            sizeof(err)) != 0)
+        return tpl_fail("cannot store the template: %s", err);
+    if (sealed) {
+        free(*settings);
+        *settings = sealed;
+    }
+    return 0;
+}
+
 static int t_add(const struct tpl_args *a, struct cf_store *s)
 {
     const char *connector = a->connector ? a->connector : "embedded";
     char *settings = a->settings ? json_arg("settings", a->settings) : cf_xstrdup("{}");
     char *procedure = a->procedure ? json_arg("procedure", a->procedure) : cf_xstrdup("{}");
     int result = 1;
-    if (!settings || !procedure || check_template(a->name, connector, settings, procedure) != 0)
+    if (!settings || !procedure || check_template(a->name, connector, settings, procedure) != 0 ||
+        seal_settings(s, a, connector, &settings) != 0)
         goto out;
     uint64_t now = cf_now_ms();
     bool created_tenant = false;
@@ -416,7 +433,8 @@ static int t_update(const struct tpl_args *a, struct cf_store *s)
         a->procedure ? json_arg("procedure", a->procedure) : cf_xstrdup(row.procedure);
     const char *connector = a->connector ? a->connector : row.connector;
     int result = 1;
-    if (!settings || !procedure || check_template(a->name, connector, settings, procedure) != 0)
+    if (!settings || !procedure || check_template(a->name, connector, settings, procedure) != 0 ||
+        (a->settings && seal_settings(s, a, connector, &settings) != 0))
         goto out;
     rc =
         cf_admin_template_update(s, a->tenant, a->name, a->connector, a->settings ? settings : NULL,
