@@ -4,7 +4,9 @@
  * certflowd, which serves the same subset from its embedded CA. The connector authenticates with
  * an officer's certificate (TLS client authentication) and signs write requests with the
  * officer's key when the CA asks for it (the dataToSign handshake: an attached CMS SignedData of
- * the bytes the CA gave, sent again with the same request).
+ * the bytes the CA gave, sent again with the same request). Revoking and fetching a certificate
+ * by serial number share one path: search by serial, download each hit, take the one that is
+ * the certificate asked for.
  *
  * No double issuance (reliability.md R6): a request that may have reached the CA before (attempt
  * > 1) first searches the CA for a certificate of the CSR's key (by subject key identifier),
@@ -128,13 +130,14 @@ enum phase {
     PH_SEARCH,  /* issue, attempt > 1: searching the CA for the CSR's key */
     PH_FETCH,   /* issue: downloading a search hit */
     PH_SUBMIT,  /* issue: POST /certificates/pkcs10 */
-    PH_FIND,    /* revoke: searching the CA for the serial */
+    PH_FIND,    /* revoke and fetch: searching the CA for the serial */
     PH_FETCH_R, /* revoke: downloading a search hit to compare it */
+    PH_FETCH_S, /* fetch: downloading a search hit with its chain */
     PH_REVOKE,  /* revoke: POST /certificates/revoke */
     PH_SIGN,    /* a worker signs dataToSign */
 };
 
-/* One request (issue or revoke) from issue()/revoke() to its `done`. */
+/* One request (issue, revoke or fetch) from issue()/revoke()/fetch() to its `done`. */
 struct op {
     struct conn *cn;
     struct op *prev, *next;
@@ -148,6 +151,7 @@ struct op {
     cf_ca_conn_done_fn done;
     const struct cf_ca_conn_revoke *rreq; /* revoke */
     cf_ca_conn_revoked_fn rdone;
+    const struct cf_ca_conn_fetch *freq; /* fetch, which answers through `done` */
     void *arg;
 
     struct cf__ca_endpoint ep;
@@ -160,7 +164,7 @@ struct op {
     struct cf_httpc_tls tls;
     struct cf_csr *csr;
     char ski[41];     /* issue: hex SHA-1 of the CSR's subjectPublicKey */
-    char serial[256]; /* revoke: the certificate's serial, upper-case hex */
+    char serial[256]; /* revoke, fetch: the certificate's serial, as cf_cert_info writes it */
 
     /* The transfer under way. */
     char *url;
@@ -173,6 +177,7 @@ struct op {
     long offset;
     char certid[256];
     bool hit_revoked;
+    int other_serial; /* fetch: hits downloaded whose certificate had another serial */
 
     /* Signing. */
     uv_work_t work;
@@ -604,20 +609,34 @@ static void garbled(const struct cf_httpc_resp *r, char *out, size_t outlen)
 }
 
 /* CM's error codes (docs/cm-rest.md): -7 missing field and -8 encoding error mean the request
- * was malformed; everything else is the CA saying no. */
-static enum cf_ca_status cm_class(int code)
+ * was malformed; -12 not initialized, -18 connection error (Protocol Gateway cannot reach its
+ * CA), -40 too many requests, and -1 general error under an HTTP 5xx status mean the CA cannot
+ * serve now, which a retry may overcome; everything else is the CA saying no. */
+static enum cf_ca_status cm_class(int code, long http_status)
 {
-    return code == -7 || code == -8 ? CF_CA_COMMON_ERROR : CF_CA_REQUEST_FAILED;
+    if (code == -7 || code == -8)
+        return CF_CA_COMMON_ERROR;
+    if (code == -12 || code == -18 || code == -40 || (code == -1 && http_status / 100 == 5))
+        return CF_CA_CONNECTION_FAILED;
+    return CF_CA_REQUEST_FAILED;
 }
 
-static void cm_refused(struct op *o, int code, const char *msg)
+static void cm_refused(struct op *o, int code, long http_status, const char *msg)
 {
-    if (cm_class(code) == CF_CA_COMMON_ERROR)
+    switch (cm_class(code, http_status)) {
+    case CF_CA_COMMON_ERROR:
         fail(o, CF_CA_COMMON_ERROR, "%s says the request is malformed: %s (CM error %d)", o->who,
              msg, code);
-    else
+        break;
+    case CF_CA_CONNECTION_FAILED:
+        fail(o, CF_CA_CONNECTION_FAILED, "%s cannot serve the request now: %s (CM error %d)",
+             o->who, msg, code);
+        break;
+    default:
         fail(o, CF_CA_REQUEST_FAILED, "%s refused the request: %s (CM error %d)", o->who, msg,
              code);
+        break;
+    }
 }
 
 static void submit(struct op *o);
@@ -635,7 +654,7 @@ static void start_cb(uv_timer_t *t)
     } else if (o->cn->closing) {
         fail(o, CF_CA_CONNECTION_FAILED, "certflow stopped before the request to %s was sent",
              o->who);
-    } else if (o->rreq) {
+    } else if (o->rreq || o->freq) {
         find_serial(o);
     } else if (o->req->attempt > 1) {
         cf_log(CF_LOG_INFO,
@@ -712,32 +731,44 @@ static void next_hit(struct op *o)
 {
     const json_t *list = json_object_get(o->page, "certificates");
     size_t n = json_array_size(list);
-    bool revoking = o->rreq != NULL;
+    bool revoking = o->rreq != NULL, fetching = o->freq != NULL;
     for (; o->hit < n; o->hit++) {
         if (hit_certid(o, json_array_get(list, o->hit)) != 0) {
             fail(o, CF_CA_CONNECTION_FAILED,
                  "%s answered a search with a certificate without a certid", o->who);
             return;
         }
-        /* A revoked certificate is never handed out, whatever the CA's search let through. */
-        if (!revoking && o->hit_revoked)
+        /* A revoked certificate is never handed out for an issue, whatever the CA's search let
+         * through; a fetch asks for a certificate as it is, revoked or not. */
+        if (!revoking && !fetching && o->hit_revoked)
             continue;
-        /* Reconciling asks for a PKCS#7 rather than the bare certificate, so that a match comes
-         * with its chain as a new certificate does; a revocation only compares the certificate. */
+        /* Reconciling and fetching ask for a PKCS#7 rather than the bare certificate, so that a
+         * match comes with its chain as a new certificate does; a revocation only compares the
+         * certificate. */
         if (revoking)
             download(o, PH_FETCH_R, "application/pkix-cert");
         else
-            download(o, PH_FETCH, "application/pkcs7-mime");
+            download(o, fetching ? PH_FETCH_S : PH_FETCH, "application/pkcs7-mime");
         return;
     }
     const json_t *total = json_object_get(o->page, "searchHits");
     long hits = json_is_integer(total) ? (long)json_integer_value(total) : 0;
     if (n > 0 && o->offset + (long)n < hits) {
         o->offset += (long)n;
-        if (revoking)
+        if (revoking || fetching)
             find_serial(o);
         else
             search(o);
+        return;
+    }
+    if (fetching && o->other_serial) {
+        fail(o, CF_CA_CONNECTION_FAILED,
+             "%s answered a search for serial %s with %d certificate(s) of other serials", o->who,
+             o->serial, o->other_serial);
+        return;
+    }
+    if (fetching) {
+        fail(o, CF_CA_REQUEST_FAILED, "%s has no certificate with serial %s", o->who, o->serial);
         return;
     }
     if (revoking) {
@@ -765,9 +796,9 @@ static void on_search(struct op *o, const struct cf_httpc_resp *r)
         else
             snprintf(what, sizeof(what), "%s (CM error %d)", msg, code);
         json_decref(j);
-        if (o->rreq && j && code)
-            cm_refused(o, code, msg);
-        else if (o->rreq)
+        if ((o->rreq || o->freq) && j && code)
+            cm_refused(o, code, r->status, msg);
+        else if (o->rreq || o->freq)
             fail(o, CF_CA_CONNECTION_FAILED, "%s answered a search with %s", o->who, what);
         else
             fail(o, CF_CA_CONNECTION_FAILED,
@@ -842,7 +873,7 @@ static void on_submit(struct op *o, const struct cf_httpc_resp *r)
             garbled(r, what, sizeof(what));
             fail(o, CF_CA_CONNECTION_FAILED, "%s answered without a certificate: %s", o->who, what);
         } else {
-            cm_refused(o, code, msg);
+            cm_refused(o, code, r->status, msg);
         }
         json_decref(j);
         return;
@@ -973,9 +1004,58 @@ static void on_revoke(struct op *o, const struct cf_httpc_resp *r)
                o->rreq->tenant_id);
         finish(o);
     } else {
-        cm_refused(o, code, msg);
+        cm_refused(o, code, r->status, msg);
     }
     json_decref(j);
+}
+
+/* -- fetching -- */
+
+/* A downloaded search hit of a fetch: the result when one of its certificates has the serial
+ * asked for (the CA lists the certificate first, its chain after it), else the next hit. */
+static void on_fetch_serial(struct op *o, const struct cf_httpc_resp *r)
+{
+    int code = 0;
+    char msg[512], what[600];
+    json_t *j = cm_json(r, &code, msg, sizeof(msg));
+    struct certs cs = {0};
+    if (j || r->status / 100 != 2 || certs_read(r->body, r->body_len, &cs, 0) != 0) {
+        if (j)
+            snprintf(what, sizeof(what), "%s (CM error %d)", msg, code);
+        else
+            garbled(r, what, sizeof(what));
+        json_decref(j);
+        certs_clear(&cs);
+        fail(o, CF_CA_CONNECTION_FAILED, "cannot download certificate %s from %s: %s", o->certid,
+             o->who, what);
+        return;
+    }
+    size_t leaf = cs.n;
+    for (size_t i = 0; i < cs.n && leaf == cs.n; i++) {
+        struct cf_cert_info info = {0};
+        if (cf_cert_info_from_der(cs.der[i], cs.len[i], &info, NULL, 0) == 0 &&
+            strcmp(info.serial, o->serial) == 0)
+            leaf = i;
+        cf_cert_info_clear(&info);
+    }
+    if (leaf == cs.n) {
+        certs_clear(&cs);
+        o->other_serial++;
+        o->hit++;
+        next_hit(o);
+        return;
+    }
+    char err[256];
+    if (set_result(o, &cs, leaf, r->body, r->body_len, false, err, sizeof(err)) != 0) {
+        certs_clear(&cs);
+        fail(o, CF_CA_CONNECTION_FAILED, "certificate %s from %s is unusable: %s", o->certid,
+             o->who, err);
+        return;
+    }
+    certs_clear(&cs);
+    cf_log(CF_LOG_INFO, "cm-rest: fetched from %s certid=%s serial=%s template=%s tenant=%s",
+           o->who, o->certid, o->serial, o->freq->template_name, o->freq->tenant_id);
+    finish(o);
 }
 
 static void on_resp(void *arg, const struct cf_httpc_resp *r)
@@ -1014,6 +1094,9 @@ static void on_resp(void *arg, const struct cf_httpc_resp *r)
         break;
     case PH_FETCH_R:
         on_fetch_revoke(o, r);
+        break;
+    case PH_FETCH_S:
+        on_fetch_serial(o, r);
         break;
     case PH_SUBMIT:
         on_submit(o, r);
@@ -1392,6 +1475,58 @@ static int revoke(struct cf_ca_connector *c, const struct cf_ca_conn_revoke *req
     return op_start(o);
 }
 
+/* A serial number as struct cf_cert_info writes it (BN_bn2hex: upper-case, whole bytes, no
+ * leading zero bytes), from hex of any case with or without leading zeros; 0, or CF_EINVAL when
+ * the text is empty, not hex, or longer than 64 bytes. */
+static int norm_serial(const char *in, char *out, size_t outlen)
+{
+    size_t n = in ? strlen(in) : 0;
+    if (n == 0 || n > 128 || outlen < 130)
+        return CF_EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        char c = in[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'F') || (c >= 'a' && c <= 'f')))
+            return CF_EINVAL;
+    }
+    while (n > 1 && *in == '0') {
+        in++;
+        n--;
+    }
+    size_t k = 0;
+    if (n % 2)
+        out[k++] = '0';
+    for (size_t i = 0; i < n; i++)
+        out[k++] = in[i] >= 'a' ? (char)(in[i] - 'a' + 'A') : in[i];
+    out[k] = '\0';
+    return 0;
+}
+
+static int fetch(struct cf_ca_connector *c, const struct cf_ca_conn_fetch *req,
+                 cf_ca_conn_done_fn done, void *arg)
+{
+    struct conn *cn = cf_container_of(c, struct conn, pub);
+    if (!req || !done)
+        return CF_EINVAL;
+    if (cn->closing)
+        return CF_ESTATE;
+    struct op *o = op_new(cn, req->settings, req->template_name);
+    o->freq = req;
+    o->done = done;
+    o->arg = arg;
+    if (o->ready) {
+        /* The settings are wrong. */
+    } else if (norm_serial(req->serial, o->serial, sizeof(o->serial)) != 0) {
+        char shown[160];
+        peer_text(shown, sizeof(shown), req->serial ? req->serial : "", 128);
+        set_fail(o, CF_CA_COMMON_ERROR,
+                 "cannot fetch a certificate from %s: serial number \"%s\" is not hexadecimal "
+                 "digits of at most 64 bytes",
+                 o->who, shown);
+        o->ready = true;
+    }
+    return op_start(o);
+}
+
 static void shutdown_conn(struct cf_ca_connector *c)
 {
     struct conn *cn = cf_container_of(c, struct conn, pub);
@@ -1426,6 +1561,7 @@ static void free_conn(struct cf_ca_connector *c)
 static const struct cf_ca_connector_ops ops = {
     .issue = issue,
     .revoke = revoke,
+    .fetch = fetch,
     .shutdown = shutdown_conn,
     .free = free_conn,
 };

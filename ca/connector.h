@@ -101,6 +101,16 @@ struct cf_ca_conn_revoke {
 /* The outcome of a revocation: status CF_CA_OK, or a failure class with its message. */
 typedef void (*cf_ca_conn_revoked_fn)(void *arg, enum cf_ca_status status, const char *message);
 
+/* A fetch: the certificate the CA issued with this serial number, as hex of the serial's bytes
+ * (upper-case as struct cf_cert_info writes it; lower case and leading zeros are taken too). Same
+ * lifetime rules as an issue request. */
+struct cf_ca_conn_fetch {
+    const char *tenant_id;
+    const char *template_name;
+    const json_t *settings;
+    const char *serial;
+};
+
 struct cf_ca_connector_ops {
     int (*issue)(struct cf_ca_connector *c, const struct cf_ca_conn_request *req,
                  cf_ca_conn_done_fn done, void *arg);
@@ -109,6 +119,14 @@ struct cf_ca_connector_ops {
      * contract as issue(). */
     int (*revoke)(struct cf_ca_connector *c, const struct cf_ca_conn_revoke *req,
                   cf_ca_conn_revoked_fn done, void *arg);
+    /* Gets a certificate the CA issued, by its serial number, with its chain: the result of an
+     * issue (never `replayed`), revoked certificates included. Failures: the CA unreachable or
+     * its answer garbled CF_CA_CONNECTION_FAILED, the CA has no certificate of that serial
+     * CF_CA_REQUEST_FAILED, serial text that is not hex CF_CA_COMMON_ERROR (said through `done`,
+     * without I/O). NULL: the kind cannot (cmp has no message for it; the embedded CA's
+     * certificates are rows of the certificates store). Same asynchronous contract as issue(). */
+    int (*fetch)(struct cf_ca_connector *c, const struct cf_ca_conn_fetch *req,
+                 cf_ca_conn_done_fn done, void *arg);
     void (*shutdown)(struct cf_ca_connector *c);
     void (*free)(struct cf_ca_connector *c);
 };

@@ -22,6 +22,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -984,8 +985,11 @@ static void test_cm_error_classes(void **state)
         {-14, 400, "Unknown procedure server-tls", CF_CA_REQUEST_FAILED},
         {-15, 403, "Officer lacks the role", CF_CA_REQUEST_FAILED},
         {-17, 403, "Bad signature", CF_CA_REQUEST_FAILED},
-        {-1, 500, "General error", CF_CA_REQUEST_FAILED},
-        {-40, 429, "Too many requests", CF_CA_REQUEST_FAILED},
+        {-1, 400, "General error", CF_CA_REQUEST_FAILED},
+        /* The CA cannot serve now: a retry may succeed. */
+        {-1, 500, "General error", CF_CA_CONNECTION_FAILED},
+        {-18, 502, "No connection to the CA", CF_CA_CONNECTION_FAILED},
+        {-40, 429, "Too many requests", CF_CA_CONNECTION_FAILED},
     };
     F.mode = FAKE_ERROR;
     struct reqdata d;
@@ -1197,6 +1201,108 @@ static void test_revoke(void **state)
     json_decref(s);
 }
 
+/* Fetches by serial and waits for the outcome. */
+static void fetch_and_wait(const struct cf_ca_conn_fetch *f)
+{
+    outcome_clear();
+    assert_int_equal(conn->ops->fetch(conn, f, on_done, NULL), 0);
+    assert_false(R.got); /* never from inside fetch() */
+    wait_outcome(10000);
+}
+
+static void test_fetch(void **state)
+{
+    (void)state;
+    /* The fake lists every hit for any serial: the first is another certificate, which the
+     * connector must pass over by its serial. A revoked certificate is fetched all the same. */
+    F.hits[0] = (struct hit){"30", "other.der", NULL};
+    F.hits[1] = (struct hit){"31", "dev.der", "revoked"};
+    F.n_hits = 2;
+    json_t *s = settings_for(port, "officer.key", NULL);
+    size_t n;
+    uint8_t *der = slurp("dev.der", &n);
+    struct cf_cert_info info;
+    assert_int_equal(cf_cert_info_from_der(der, n, &info, NULL, 0), 0);
+    struct cf_ca_conn_fetch f = {
+        .tenant_id = "t1", .template_name = "cm", .settings = s, .serial = info.serial};
+    assert_non_null(conn->ops->fetch);
+    fetch_and_wait(&f);
+    if (R.st)
+        fail_msg("%s", R.msg);
+    assert_int_equal(R.der_len, n);
+    assert_memory_equal(R.der, der, n);
+    assert_string_equal(R.serial, info.serial);
+    assert_false(R.replayed);
+    assert_non_null(strstr(R.pem, "-----BEGIN CERTIFICATE-----"));
+    assert_int_equal(count_certs(R.p7, R.p7_len), 2);
+    assert_true(p7_first_is(R.p7, R.p7_len, "dev.der"));
+    assert_string_equal(F.download_accept, "application/pkcs7-mime");
+    assert_int_equal(F.downloads, 2);
+    char q[96];
+    snprintf(q, sizeof(q), "certificateSerialNumber=%s&", info.serial);
+    assert_non_null(strstr(F.last_query, q));
+    assert_int_equal(F.signatures_ok, 0); /* reading is not signed */
+
+    /* Lower case with leading zeros is the same serial, searched for as upper-case hex. */
+    char lower[160] = "000";
+    for (size_t i = 0; info.serial[i]; i++)
+        lower[3 + i] = (char)tolower((unsigned char)info.serial[i]);
+    f.serial = lower;
+    fetch_and_wait(&f);
+    if (R.st)
+        fail_msg("%s", R.msg);
+    assert_string_equal(R.serial, info.serial);
+    assert_non_null(strstr(F.last_query, q));
+    f.serial = info.serial;
+
+    /* Not at the CA: RequestFailed. */
+    F.n_hits = 0;
+    fetch_and_wait(&f);
+    assert_int_equal(R.st, CF_CA_REQUEST_FAILED);
+    assert_non_null(strstr(R.msg, "has no certificate with serial"));
+    assert_non_null(strstr(R.msg, info.serial));
+
+    /* Only certificates of another serial for the search: a garbled CA. */
+    F.n_hits = 1;
+    fetch_and_wait(&f);
+    assert_int_equal(R.st, CF_CA_CONNECTION_FAILED);
+    assert_non_null(strstr(R.msg, "other serials"));
+
+    /* A search answered with HTML, a download that fails: ConnectionFailed. */
+    F.hits[0] = (struct hit){"31", "dev.der", NULL};
+    F.search_garbled = true;
+    fetch_and_wait(&f);
+    assert_int_equal(R.st, CF_CA_CONNECTION_FAILED);
+    assert_non_null(strstr(R.msg, "answered a search with HTTP 200"));
+    F.search_garbled = false;
+    F.download_status = 503;
+    fetch_and_wait(&f);
+    assert_int_equal(R.st, CF_CA_CONNECTION_FAILED);
+    assert_non_null(strstr(R.msg, "temporarily unavailable"));
+    F.download_status = 0;
+
+    /* Serial text that is not a serial: CommonError, no I/O. */
+    int before = F.requests;
+    const char *bad[] = {"", "12:34", "0x1F", "XYZ", "1F 2E", NULL};
+    for (size_t i = 0; i < CF_ARRAY_LEN(bad); i++) {
+        f.serial = bad[i];
+        fetch_and_wait(&f);
+        assert_int_equal(R.st, CF_CA_COMMON_ERROR);
+        assert_non_null(strstr(R.msg, "is not hexadecimal"));
+    }
+    char toolong[200];
+    memset(toolong, 'A', sizeof(toolong) - 1);
+    toolong[sizeof(toolong) - 1] = '\0';
+    f.serial = toolong;
+    fetch_and_wait(&f);
+    assert_int_equal(R.st, CF_CA_COMMON_ERROR);
+    assert_int_equal(F.requests, before);
+    outcome_clear();
+    cf_cert_info_clear(&info);
+    free(der);
+    json_decref(s);
+}
+
 static void test_shutdown_ends_requests(void **state)
 {
     (void)state;
@@ -1227,18 +1333,65 @@ static void test_shutdown_ends_requests(void **state)
 /* ====================================================================================== */
 
 /*
- * `test_cmrest --drive issue SETTINGS.json CSR ATTEMPT` and `--drive revoke SETTINGS.json DER
- * REASON` run one request of the real connector against a real server (certflowd in the
- * integration test), which no process can make yet: revocations have no task, and a retried
- * issue is otherwise only reached through a crash. Prints `status=N` (and for an issue
- * `serial=S replayed=B`) or the message; exits 0 when the request succeeded.
+ * `test_cmrest --drive issue SETTINGS.json CSR ATTEMPT`, `--drive revoke SETTINGS.json DER
+ * REASON` and `--drive fetch SETTINGS.json SERIAL` run one request of the real connector against
+ * a real server (certflowd in the integration test), which no process can make yet: revocations
+ * and fetches have no task, and a retried issue is otherwise only reached through a crash. Prints
+ * `status=N` (and for an issue `serial=S replayed=B`, for a fetch `serial=S chain=N`) or the
+ * message; exits 0 when the request succeeded.
  */
+static int drive_fetch(json_t *settings, const char *serial)
+{
+    uv_loop_t l;
+    uv_loop_init(&l);
+    struct cf_ca_connector_env env = {.loop = &l, .ca_dir = "/nonexistent"};
+    struct cf_ca_connector *c = NULL;
+    char err[512] = "";
+    if (cf_ca_connector_kind("cm-rest")->create(&env, &c, err, sizeof(err)) != 0) {
+        fprintf(stderr, "--drive: %s\n", err);
+        return 2;
+    }
+    memset(&R, 0, sizeof(R));
+    struct cf_ca_conn_fetch req = {
+        .tenant_id = "ra", .template_name = "driven", .settings = settings, .serial = serial};
+    int rc = c->ops->fetch(c, &req, on_done, NULL);
+    while (!rc && !R.got)
+        uv_run(&l, UV_RUN_ONCE);
+    if (rc)
+        printf("not started: %s\n", cf_strerror(rc));
+    else if (R.st)
+        printf("status=%d %s\n", (int)R.st, R.msg);
+    else
+        printf("status=0 serial=%s chain=%d\n", R.serial, count_certs(R.p7, R.p7_len));
+    int code = !rc && R.st == CF_CA_OK ? 0 : 1;
+    outcome_clear();
+    c->ops->shutdown(c);
+    uv_run(&l, UV_RUN_DEFAULT);
+    c->ops->free(c);
+    uv_run(&l, UV_RUN_DEFAULT);
+    return uv_loop_close(&l) == 0 ? code : 3;
+}
+
 static int drive(int argc, char **argv)
 {
-    if (argc != 4 || (strcmp(argv[0], "issue") != 0 && strcmp(argv[0], "revoke") != 0)) {
+    bool is_fetch = argc == 3 && strcmp(argv[0], "fetch") == 0;
+    if (!is_fetch &&
+        (argc != 4 || (strcmp(argv[0], "issue") != 0 && strcmp(argv[0], "revoke") != 0))) {
         fprintf(stderr, "usage: --drive issue SETTINGS.json CSR ATTEMPT\n"
-                        "       --drive revoke SETTINGS.json DER REASON\n");
+                        "       --drive revoke SETTINGS.json DER REASON\n"
+                        "       --drive fetch SETTINGS.json SERIAL\n");
         return 2;
+    }
+    if (is_fetch) {
+        json_error_t jerr;
+        json_t *settings = json_load_file(argv[1], 0, &jerr);
+        if (!settings) {
+            fprintf(stderr, "--drive: %s\n", jerr.text);
+            return 2;
+        }
+        int code = drive_fetch(settings, argv[2]);
+        json_decref(settings);
+        return code;
     }
     json_error_t jerr;
     json_t *settings = json_load_file(argv[1], 0, &jerr);
@@ -1328,6 +1481,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_retry_never_resends_when_search_fails, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_revoke, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fetch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_ends_requests, setup, teardown),
     };
     return cmocka_run_group_tests_name("cm-rest connector", tests, setup_pki, teardown_pki);
