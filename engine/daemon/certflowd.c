@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -490,6 +491,8 @@ int main(int argc, char **argv)
     /* Keys and passwords pass through this process's memory: no core files. */
     struct rlimit nocore = {0, 0};
     setrlimit(RLIMIT_CORE, &nocore);
+    /* Nor may other processes of the same user read that memory (ptrace, /proc/PID/mem). */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 
     rc = run(d);
     cf_daemon_config_free(&d->cfg);
